@@ -1,0 +1,124 @@
+// `kiln --flag ...`: stats, daemon control, help. Loaded only when the first argument is an
+// option, so compiler calls never pay for it.
+
+import { readFileSync } from "node:fs";
+import { sendCommand } from "../client/client.ts";
+import { runtimePaths } from "../ipc/paths.ts";
+import { formatStats, type StatsJson } from "../daemon/stats.ts";
+import { tryLock } from "../daemon/lock.ts";
+
+const USAGE = `Usage:
+  kiln <compiler> <args...>        compile through the cache (e.g. CC="kiln gcc")
+  kiln -s, --show-stats            show cache statistics [--stats-format text|json]
+  kiln -z, --zero-stats            zero the statistics
+  kiln --start-server              start the background daemon
+  kiln --stop-server               stop the daemon and print its final statistics
+  kiln --version                   print the version
+
+Environment: KILN_DIR (cache directory), KILN_CACHE_SIZE (e.g. 10G), KILN_CONF (config file),
+KILN_IDLE_TIMEOUT (seconds, 0 = never), KILN_LOG (debug|info|warn|error), KILN_ERROR_LOG (log
+file), KILN_RECACHE=1 (recompile and overwrite), KILN_NO_CACHE=1 (bypass the cache).
+Symlink a compiler's name to kiln (gcc -> kiln) to use it as that compiler.
+`;
+
+const VERSION = "0.1.0";
+
+function out(text: string): void {
+  process.stdout.write(text);
+}
+
+function err(text: string): void {
+  process.stderr.write(text);
+}
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i >= 0) return args[i + 1];
+  const joined = args.find((a) => a.startsWith(`${name}=`));
+  return joined?.slice(name.length + 1);
+}
+
+async function waitForExit(lockPath: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const lock = tryLock(lockPath);
+    if (lock) {
+      lock.release();
+      return true;
+    }
+    await Bun.sleep(20);
+  }
+  return false;
+}
+
+export async function runCli(args: string[], env: Record<string, string | undefined>): Promise<number> {
+  const paths = runtimePaths(env, process.getuid?.() ?? 0);
+  const first = args[0];
+  switch (first) {
+    case undefined:
+    case "-h":
+    case "--help":
+      out(USAGE);
+      return first === undefined ? 1 : 0;
+    case "-V":
+    case "--version":
+      out(`kiln ${VERSION}\n`);
+      return 0;
+    case "--internal-daemon": {
+      const { runDaemon } = await import("../daemon/main.ts");
+      return runDaemon(env);
+    }
+    case "--start-server": {
+      const result = await sendCommand(paths, { cmd: "ping" }, env, { start: true });
+      if (!result.ok) {
+        err(`kiln: error: ${result.message}\n`);
+        return 1;
+      }
+      const { pid } = result.reply as { pid: number };
+      out(`kiln: daemon running (pid ${pid}, socket ${paths.socket})\n`);
+      return 0;
+    }
+    case "--stop-server": {
+      const result = await sendCommand(paths, { cmd: "stop" }, env, { start: false });
+      if (!result.ok) {
+        err(`kiln: ${result.message}\n`);
+        return 0;
+      }
+      out(formatStats(result.reply as StatsJson));
+      if (!(await waitForExit(paths.lock, 60_000))) {
+        err(`kiln: warning: the daemon has not exited yet (lock ${paths.lock}: ${readLock(paths.lock)})\n`);
+      }
+      return 0;
+    }
+    case "-s":
+    case "--show-stats":
+    case "-z":
+    case "--zero-stats": {
+      const zero = first === "-z" || first === "--zero-stats";
+      const format = option(args, "--stats-format") ?? "text";
+      if (format !== "text" && format !== "json") {
+        err(`kiln: error: --stats-format must be 'text' or 'json', not '${format}'\n`);
+        return 2;
+      }
+      const result = await sendCommand(paths, { cmd: zero ? "zero-stats" : "stats" }, env, { start: true });
+      if (!result.ok) {
+        err(`kiln: error: ${result.message}\n`);
+        return 1;
+      }
+      if (zero && format === "text") out("Statistics zeroed.\n");
+      else out(format === "json" ? JSON.stringify(result.reply, null, 2) + "\n" : formatStats(result.reply as StatsJson));
+      return 0;
+    }
+    default:
+      err(`kiln: error: unknown option '${first}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+function readLock(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return "unreadable";
+  }
+}

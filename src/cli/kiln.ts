@@ -1,0 +1,33 @@
+// Entry point of the `kiln` executable. Compiler calls take the shortest path to the daemon;
+// everything else (stats, server control, the daemon itself) loads lazily.
+
+import { runCompile } from "../client/client.ts";
+
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/** Invoked under a compiler's name through a symlink (`gcc -> kiln`)? */
+function masqueradeName(argv0: string): string | undefined {
+  const name = basename(argv0);
+  return name.startsWith("kiln") || name === "bun" ? undefined : name;
+}
+
+async function main(): Promise<number> {
+  const env = process.env;
+  const args = process.argv.slice(2);
+  const masquerade = masqueradeName(process.argv0);
+  const argv = masquerade ? [masquerade, ...args] : args;
+  if (!masquerade && (args.length === 0 || args[0]!.startsWith("-"))) {
+    const { runCli } = await import("./commands.ts");
+    return runCli(args, env);
+  }
+  if (env.KILN_INNER) {
+    // A compiler Kiln started found Kiln in PATH again: pass straight through.
+    const { runDirect } = await import("../client/run-direct.ts");
+    return runDirect(argv, env);
+  }
+  return runCompile(argv, env);
+}
+
+process.exit(await main());

@@ -1,0 +1,157 @@
+// The compiler wrapper's hit path: one request to the daemon, replay its answer.
+// Everything here runs on every compile, so it imports only the wire format and paths;
+// the rarely needed parts (starting a daemon, running the compiler itself) load lazily.
+
+import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
+import {
+  decodeDone,
+  decodeJson,
+  decodeText,
+  encodeJson,
+  FrameReader,
+  Kind,
+  PROTOCOL_VERSION,
+  type Command,
+  type CompileCall,
+  type Frame,
+} from "../ipc/wire.ts";
+
+export type Exchange =
+  | { ok: true; frame: Frame }
+  /** "connect": nobody listens; "broken": the daemon went away mid-request. */
+  | { ok: false; failure: "connect" | "broken" };
+
+/** Sends one frame and waits for one frame back. Never throws. */
+export async function exchange(socketPath: string, request: Uint8Array): Promise<Exchange> {
+  const { promise, resolve } = Promise.withResolvers<Exchange>();
+  const reader = new FrameReader();
+  let pending = request;
+  const flush = (s: { write(d: Uint8Array): number }) => {
+    while (pending.length > 0) {
+      const n = s.write(pending);
+      if (n <= 0) return;
+      pending = pending.subarray(n);
+    }
+  };
+  try {
+    await Bun.connect({
+      unix: socketPath,
+      socket: {
+        open: flush,
+        drain: flush,
+        data(s, chunk) {
+          let frames: Frame[];
+          try {
+            frames = reader.push(chunk);
+          } catch {
+            resolve({ ok: false, failure: "broken" });
+            s.end();
+            return;
+          }
+          if (frames.length > 0) {
+            // Resolve before end(): end() may run the close handler synchronously.
+            resolve({ ok: true, frame: frames[0]! });
+            s.end();
+          }
+        },
+        close() {
+          resolve({ ok: false, failure: "broken" });
+        },
+        error() {
+          resolve({ ok: false, failure: "broken" });
+        },
+      },
+    });
+  } catch {
+    return { ok: false, failure: "connect" };
+  }
+  return promise;
+}
+
+export function selfCommand(): string[] {
+  // A compiled executable embeds its script under /$bunfs; `bun src/cli/kiln.ts` does not.
+  const script = process.argv[1];
+  return script && !script.startsWith("/$bunfs/") ? [process.execPath, script] : [process.execPath];
+}
+
+/** Talks to the daemon, starting it if nobody answers. Undefined when no daemon can be had. */
+export async function exchangeWithDaemon(
+  paths: RuntimePaths,
+  request: Uint8Array,
+  env: Record<string, string | undefined>,
+  onStartFailure: (message: string) => void,
+): Promise<Exchange> {
+  const first = await exchange(paths.socket, request);
+  if (first.ok || first.failure === "broken") return first;
+  const { startDaemon } = await import("./start-daemon.ts");
+  const started = await startDaemon(paths, env);
+  if (!started.ok) {
+    onStartFailure(started.message);
+    return first;
+  }
+  return exchange(paths.socket, request);
+}
+
+async function writeAll(fd: 1 | 2, bytes: Uint8Array): Promise<void> {
+  if (bytes.length === 0) return;
+  await Bun.write(fd === 1 ? Bun.stdout : Bun.stderr, bytes);
+}
+
+/** Runs one compiler call through the daemon. Resolves to the exit code to exit with. */
+export async function runCompile(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  const paths = runtimePaths(env, process.getuid?.() ?? 0);
+  const call: CompileCall = { argv, cwd: process.cwd(), env, self: process.execPath, umask: process.umask() };
+  let startWarning: string | undefined;
+  const result = await exchangeWithDaemon(paths, encodeJson(Kind.Compile, call), env, (m) => {
+    startWarning = m;
+  });
+  if (result.ok) {
+    const { frame } = result;
+    if (frame.version === PROTOCOL_VERSION && frame.kind === Kind.Done) {
+      const done = decodeDone(frame.payload);
+      await writeAll(1, done.stdout);
+      await writeAll(2, done.stderr);
+      return done.exitCode;
+    }
+    if (frame.version === PROTOCOL_VERSION && frame.kind === Kind.RunLocal) {
+      const { runCompiler } = await import("./run-direct.ts");
+      return runCompiler(decodeText(frame.payload), argv.slice(1), env);
+    }
+  }
+  if (startWarning) await writeAll(2, new TextEncoder().encode(`kiln: warning: ${startWarning}; compiling without the cache\n`));
+  const { runDirect } = await import("./run-direct.ts");
+  return runDirect(argv, env);
+}
+
+/** Sends a command (stats, stop, ...) to the daemon. */
+export async function sendCommand(
+  paths: RuntimePaths,
+  command: Command,
+  env: Record<string, string | undefined>,
+  options: { start: boolean },
+): Promise<{ ok: true; reply: unknown } | { ok: false; message: string }> {
+  let startError = "";
+  const request = encodeJson(Kind.Command, command);
+  const result = options.start
+    ? await exchangeWithDaemon(paths, request, env, (m) => (startError = m))
+    : await exchange(paths.socket, request);
+  if (!result.ok) {
+    if (startError) return { ok: false, message: startError };
+    return {
+      ok: false,
+      message:
+        result.failure === "connect"
+          ? `no Kiln daemon is running (socket ${paths.socket})`
+          : `the Kiln daemon at ${paths.socket} closed the connection`,
+    };
+  }
+  const { frame } = result;
+  if (frame.kind === Kind.Refused || frame.version !== PROTOCOL_VERSION) {
+    const info = frame.kind === Kind.Refused ? decodeJson<{ message: string }>(frame.payload).message : "";
+    return {
+      ok: false,
+      message: `the Kiln daemon at ${paths.socket} speaks protocol ${frame.version}, this kiln speaks ${PROTOCOL_VERSION}. ${info}`.trim(),
+    };
+  }
+  return { ok: true, reply: decodeJson<unknown>(frame.payload) };
+}

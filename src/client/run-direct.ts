@@ -1,0 +1,44 @@
+// Running the real compiler from the client: for calls the daemon hands back, and whenever no
+// daemon can be reached. A build never fails because of Kiln.
+
+import { findCompiler } from "./find-compiler.ts";
+import { constants } from "node:os";
+
+/** Marks a compiler process started by Kiln, so a Kiln found in its PATH passes straight through. */
+export const INNER_ENV = "KILN_INNER";
+
+/** The shell's convention: a process killed by signal N exits 128 + N. */
+export function exitCodeOf(proc: { exitCode: number | null; signalCode: number | string | null }): number {
+  if (proc.exitCode !== null) return proc.exitCode;
+  const { signalCode } = proc;
+  const signal =
+    typeof signalCode === "number"
+      ? signalCode
+      : signalCode
+        ? constants.signals[signalCode as keyof typeof constants.signals]
+        : undefined;
+  return 128 + (signal ?? 1);
+}
+
+export async function runCompiler(
+  path: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<number> {
+  const proc = Bun.spawn([path, ...args], {
+    stdio: ["inherit", "inherit", "inherit"],
+    env: { ...env, [INNER_ENV]: "1" },
+  });
+  await proc.exited;
+  return exitCodeOf(proc);
+}
+
+export async function runDirect(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  const name = argv[0]!;
+  const path = findCompiler(name, env.PATH, process.cwd(), process.execPath);
+  if (!path) {
+    await Bun.write(Bun.stderr, `kiln: error: cannot find the compiler '${name}' in PATH (other than Kiln itself)\n`);
+    return 127;
+  }
+  return runCompiler(path, argv.slice(1), env);
+}

@@ -1,0 +1,59 @@
+// Starting the per-user daemon when no one answers on its socket. Two clients may race here;
+// the daemon's lock makes sure only one of the daemons they start keeps running.
+
+import { readFileSync, rmSync } from "node:fs";
+import type { RuntimePaths } from "../ipc/paths.ts";
+import { ensurePrivateDir } from "../ipc/private-dir.ts";
+import { KilnError } from "../util/errors.ts";
+import { exchange, selfCommand } from "./client.ts";
+import { encodeJson, Kind } from "../ipc/wire.ts";
+
+const START_TIMEOUT_MS = 10_000;
+const LOCK_HOLDER_GRACE_MS = 2_000;
+
+export async function startDaemon(
+  paths: RuntimePaths,
+  env: Record<string, string | undefined>,
+): Promise<{ ok: true } | { ok: false; message: string }> {
+  try {
+    ensurePrivateDir(paths.dir);
+  } catch (e) {
+    return { ok: false, message: e instanceof KilnError ? e.message : String(e) };
+  }
+  rmSync(paths.startError, { force: true });
+  const child = Bun.spawn([...selfCommand(), "--internal-daemon"], {
+    cwd: "/",
+    env,
+    stdio: ["ignore", "ignore", "ignore"],
+    detached: true,
+  });
+  child.unref();
+  let exited = false;
+  let deadline = Date.now() + START_TIMEOUT_MS;
+  void child.exited.then(() => {
+    exited = true;
+    // Exit 0 means another daemon holds the lock: it should answer very soon.
+    if (child.exitCode === 0) deadline = Math.min(deadline, Date.now() + LOCK_HOLDER_GRACE_MS);
+  });
+  const ping = encodeJson(Kind.Command, { cmd: "ping" });
+  for (let delay = 1; Date.now() < deadline; delay = Math.min(delay * 2, 50)) {
+    const answer = await exchange(paths.socket, ping);
+    if (answer.ok) return { ok: true };
+    if (exited && child.exitCode !== 0) {
+      let message = `the Kiln daemon failed to start (exit ${child.exitCode})`;
+      try {
+        message = readFileSync(paths.startError, "utf8").trim() || message;
+      } catch {}
+      return { ok: false, message };
+    }
+    await Bun.sleep(delay);
+  }
+  let holder = "";
+  try {
+    holder = ` (the lock ${paths.lock} says: ${readFileSync(paths.lock, "utf8").trim()})`;
+  } catch {}
+  return {
+    ok: false,
+    message: `no Kiln daemon answered on ${paths.socket}${holder}; if that process hangs, kill it`,
+  };
+}

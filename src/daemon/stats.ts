@@ -1,0 +1,201 @@
+// Counters for `kiln -s`, kept per daemon lifetime (like sccache's server) and zeroed by `-z`.
+
+import type { Language, NotCacheableReason } from "../compilers/types.ts";
+
+export type HitKind = "direct" | "preprocessed";
+
+/** Stats as `--stats-format json` prints them. Field names are part of the CLI contract. */
+export interface StatsJson {
+  stats: {
+    compile_requests: number;
+    requests_executed: number;
+    cache_hits: Record<string, number>;
+    cache_misses: Record<string, number>;
+    cache_hits_total: number;
+    cache_misses_total: number;
+    direct_hits: number;
+    preprocessed_hits: number;
+    forced_recaches: number;
+    cache_read_errors: number;
+    cache_write_errors: number;
+    compile_failures: number;
+    non_cacheable_calls: number;
+    not_cacheable: Record<string, number>;
+    /** Times are sums in milliseconds; divide by the matching count for an average. */
+    hit_time_ms: number;
+    miss_time_ms: number;
+    compiler_time_ms: number;
+    compiler_runs: number;
+  };
+  cache_location: string;
+  cache_size: number | null;
+  cache_entries: number | null;
+  max_cache_size: number | null;
+  daemon_pid: number;
+  started_at: string;
+}
+
+const LANGUAGE_LABEL: Record<Language, string> = {
+  c: "C",
+  "c++": "C++",
+  "objective-c": "Objective-C",
+  "objective-c++": "Objective-C++",
+  "cpp-output": "C",
+  "c++-cpp-output": "C++",
+  "objective-c-cpp-output": "Objective-C",
+  "objective-c++-cpp-output": "Objective-C++",
+  assembler: "Assembler",
+  "assembler-with-cpp": "Assembler",
+};
+
+function bump(map: Record<string, number>, key: string, by = 1): void {
+  map[key] = (map[key] ?? 0) + by;
+}
+
+export class Stats {
+  private s = Stats.empty();
+  private startedAt = new Date();
+
+  private static empty(): StatsJson["stats"] {
+    return {
+      compile_requests: 0,
+      requests_executed: 0,
+      cache_hits: {},
+      cache_misses: {},
+      cache_hits_total: 0,
+      cache_misses_total: 0,
+      direct_hits: 0,
+      preprocessed_hits: 0,
+      forced_recaches: 0,
+      cache_read_errors: 0,
+      cache_write_errors: 0,
+      compile_failures: 0,
+      non_cacheable_calls: 0,
+      not_cacheable: {},
+      hit_time_ms: 0,
+      miss_time_ms: 0,
+      compiler_time_ms: 0,
+      compiler_runs: 0,
+    };
+  }
+
+  zero(): void {
+    this.s = Stats.empty();
+    this.startedAt = new Date();
+  }
+
+  request(): void {
+    this.s.compile_requests += 1;
+  }
+
+  hit(language: Language, kind: HitKind, ms: number): void {
+    bump(this.s.cache_hits, LANGUAGE_LABEL[language]);
+    this.s.cache_hits_total += 1;
+    if (kind === "direct") this.s.direct_hits += 1;
+    else this.s.preprocessed_hits += 1;
+    this.s.hit_time_ms += ms;
+  }
+
+  miss(language: Language, ms: number): void {
+    bump(this.s.cache_misses, LANGUAGE_LABEL[language]);
+    this.s.cache_misses_total += 1;
+    this.s.miss_time_ms += ms;
+  }
+
+  compilerRun(ms: number): void {
+    this.s.requests_executed += 1;
+    this.s.compiler_runs += 1;
+    this.s.compiler_time_ms += ms;
+  }
+
+  recache(): void {
+    this.s.forced_recaches += 1;
+  }
+
+  compileFailure(): void {
+    this.s.compile_failures += 1;
+  }
+
+  notCacheable(reason: NotCacheableReason): void {
+    this.s.non_cacheable_calls += 1;
+    bump(this.s.not_cacheable, reason);
+  }
+
+  readError(): void {
+    this.s.cache_read_errors += 1;
+  }
+
+  writeError(): void {
+    this.s.cache_write_errors += 1;
+  }
+
+  snapshot(cache: { location: string; size?: number; entries?: number; maxSize?: number }): StatsJson {
+    return {
+      stats: structuredClone(this.s),
+      cache_location: cache.location,
+      cache_size: cache.size ?? null,
+      cache_entries: cache.entries ?? null,
+      max_cache_size: cache.maxSize ?? null,
+      daemon_pid: process.pid,
+      started_at: this.startedAt.toISOString(),
+    };
+  }
+}
+
+function formatBytes(n: number | null): string {
+  if (n === null) return "unknown";
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return i === 0 ? `${v} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function seconds(totalMs: number, count: number): string {
+  return `${(count > 0 ? totalMs / count / 1000 : 0).toFixed(3)} s`;
+}
+
+/** The table `kiln -s` prints, with the rows sccache users know. */
+export function formatStats(j: StatsJson): string {
+  const s = j.stats;
+  const rows: [string, string | number][] = [
+    ["Compile requests", s.compile_requests],
+    ["Compile requests executed", s.requests_executed],
+    ["Cache hits", s.cache_hits_total],
+    ...Object.entries(s.cache_hits).map(([l, n]): [string, number] => [`Cache hits (${l})`, n]),
+    ["  direct", s.direct_hits],
+    ["  preprocessed", s.preprocessed_hits],
+    ["Cache misses", s.cache_misses_total],
+    ...Object.entries(s.cache_misses).map(([l, n]): [string, number] => [`Cache misses (${l})`, n]),
+    ["Cache hit rate", hitRate(s.cache_hits_total, s.cache_misses_total)],
+    ["Forced recaches", s.forced_recaches],
+    ["Cache read errors", s.cache_read_errors],
+    ["Cache write errors", s.cache_write_errors],
+    ["Compilation failures", s.compile_failures],
+    ["Non-cacheable calls", s.non_cacheable_calls],
+    ["Average cache read hit", seconds(s.hit_time_ms, s.cache_hits_total)],
+    ["Average cache miss", seconds(s.miss_time_ms, s.cache_misses_total)],
+    ["Average compiler", seconds(s.compiler_time_ms, s.compiler_runs)],
+  ];
+  const lines = rows.map(([k, v]) => `${k.padEnd(36)}${String(v).padStart(12)}`);
+  const reasons = Object.entries(s.not_cacheable).sort((a, b) => b[1] - a[1]);
+  if (reasons.length > 0) {
+    lines.push("", "Non-cacheable reasons:");
+    for (const [r, n] of reasons) lines.push(`${r.padEnd(36)}${String(n).padStart(12)}`);
+  }
+  lines.push(
+    "",
+    `${"Cache location".padEnd(24)}${j.cache_location}`,
+    `${"Cache size".padEnd(24)}${formatBytes(j.cache_size)}${j.cache_entries !== null ? ` (${j.cache_entries} entries)` : ""}`,
+    `${"Max cache size".padEnd(24)}${formatBytes(j.max_cache_size)}`,
+  );
+  return lines.join("\n") + "\n";
+}
+
+function hitRate(hits: number, misses: number): string {
+  const total = hits + misses;
+  return total === 0 ? "-" : `${((hits / total) * 100).toFixed(2)} %`;
+}
