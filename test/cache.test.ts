@@ -79,6 +79,23 @@ describe("C compiles through kiln", () => {
     expect(s.cache_hits_total).toBe(2);
   });
 
+  test("with -g3 an unused macro is in the debug info, so changing it misses", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, PROJECT);
+    ok([KILN, "gcc", "-g3", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
+    write(dir, { "inc/config.h": "#define SCALE 3\n#define UNUSED_NOTE 2\n" });
+    const plain = run(["gcc", "-g3", "-Iinc", "-c", "a.c", "-o", "plain.o"], { cwd: dir });
+    expect(plain.exitCode).toBe(0);
+    ok([KILN, "gcc", "-g3", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
+    expect(k.stats().cache_misses_total).toBe(2);
+    // Without macro debug info the same edit changes nothing the compiler writes: a hit.
+    ok([KILN, "gcc", "-g", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
+    write(dir, { "inc/config.h": "#define SCALE 3\n#define UNUSED_NOTE 3\n" });
+    ok([KILN, "gcc", "-g", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
+    expect(k.stats().cache_hits_total).toBe(1);
+  });
+
   test("a compile error: same stderr and exit code as plain gcc, and nothing cached", () => {
     const k = new KilnInstance();
     const dir = scratch();

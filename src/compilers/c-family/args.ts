@@ -987,6 +987,8 @@ export function parseCFamilyArgs(args: string[], ctx: ParseContext): ParsedCall 
   }
 
   const preprocessorArgs = [...s.pp];
+  // Macro debug info records every #define, used or not; -dD puts them in the text we hash.
+  if (s.macroDebug) preprocessorArgs.push("-dD");
   if (input.x !== undefined) preprocessorArgs.push("-x", input.x);
 
   const result: CFamilyCompile = {
