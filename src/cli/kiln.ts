@@ -30,4 +30,4 @@ async function main(): Promise<number> {
   return runCompile(argv, env);
 }
 
-process.exit(await main());
+void main().then((code) => process.exit(code));
