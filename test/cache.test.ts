@@ -2,9 +2,9 @@
 // right things miss, failures untouched, broken entries survived.
 
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { KILN, KilnInstance, ok, run, scratch, sha256File } from "./support.ts";
+import { alive, KILN, KilnInstance, ok, run, scratch, sha256File } from "./support.ts";
 
 function write(dir: string, files: Record<string, string>): void {
   for (const [name, body] of Object.entries(files)) {
@@ -342,6 +342,23 @@ describe("masquerade", () => {
     const viaName = run([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env, timeoutMs: 20_000 });
     expect(viaName.exitCode).toBe(0);
     expect(k.stats().cache_hits_total).toBe(2);
+  });
+
+  test("a copy of kiln named gcc (not a symlink) works and starts exactly one daemon", async () => {
+    const k = new KilnInstance();
+    const bin = scratch("bin-");
+    copyFileSync(KILN, join(bin, "gcc"));
+    chmodSync(join(bin, "gcc"), 0o755);
+    const dir = scratch();
+    write(dir, PROJECT);
+    const env = { ...k.env, PATH: `${bin}:${process.env.PATH}` };
+    const r = run(["gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env, timeoutMs: 20_000 });
+    expect(r.exitCode).toBe(0);
+    expect(existsSync(join(dir, "a.o"))).toBe(true);
+    await Bun.sleep(300);
+    const daemons = run(["pgrep", "-f", `${bin}/gcc`]).stdout.trim().split("\n").filter(Boolean);
+    expect(daemons.filter((pid) => alive(Number(pid))).length).toBe(1);
+    expect(k.stats().cache_misses_total).toBe(1);
   });
 
   test("when only Kiln itself answers to the name, the error says so instead of looping", () => {

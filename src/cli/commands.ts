@@ -64,10 +64,6 @@ export async function runCli(args: string[], env: Record<string, string | undefi
     case "--version":
       out(`kiln ${VERSION}\n`);
       return 0;
-    case "--internal-daemon": {
-      const { runDaemon } = await import("../daemon/main.ts");
-      return runDaemon(env);
-    }
     case "--start-server": {
       const result = await sendCommand(paths, { cmd: "ping" }, env, { start: true });
       if (!result.ok) {

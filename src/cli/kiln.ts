@@ -13,9 +13,17 @@ function masqueradeName(argv0: string): string | undefined {
   return name.startsWith("kiln") || name === "bun" ? undefined : name;
 }
 
+/** What the client passes when it starts the daemon; checked before any masquerade logic. */
+const DAEMON_FLAG = "--internal-daemon";
+
 async function main(): Promise<number> {
   const env = process.env;
   const args = process.argv.slice(2);
+  if (args.length === 1 && args[0] === DAEMON_FLAG) {
+    // Whatever name this executable has (a copy called gcc included), this is the daemon.
+    const { runDaemon } = await import("../daemon/main.ts");
+    return runDaemon(env);
+  }
   const masquerade = masqueradeName(process.argv0);
   const argv = masquerade ? [masquerade, ...args] : args;
   if (!masquerade && (args.length === 0 || args[0]!.startsWith("-"))) {
