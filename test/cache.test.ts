@@ -29,6 +29,13 @@ function compileBoth(k: KilnInstance, dir: string, compiler: string, args: strin
   };
 }
 
+/** Entry files in a cache directory; `kind` "r" for results, "m" for manifests. */
+function cacheFiles(cacheDir: string, kind?: "r" | "m"): string[] {
+  return readdirSync(cacheDir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && !e.parentPath.endsWith("tmp") && (!kind || e.name.endsWith(kind)))
+    .map((e) => join(e.parentPath, e.name));
+}
+
 const PROJECT = {
   "inc/config.h": "#define SCALE 3\n",
   "inc/util.h": '#include "config.h"\nstatic inline int scale(int x) { return x * SCALE; }\n',
@@ -176,9 +183,7 @@ describe("C compiles through kiln", () => {
     const good = sha256File(join(dir, "a.o"));
     ok([KILN, "--stop-server"], { env: k.env }); // flush the write-behind store
     const cacheDir = join(k.root, "cache");
-    const entries = readdirSync(cacheDir, { recursive: true, withFileTypes: true })
-      .filter((e) => e.isFile() && !e.parentPath.endsWith("tmp"))
-      .map((e) => join(e.parentPath, e.name));
+    const entries = cacheFiles(cacheDir, "r");
     expect(entries.length).toBe(1);
     const blob = readFileSync(entries[0]!);
     blob[blob.length - 5]! ^= 0xff;
@@ -202,13 +207,11 @@ describe("C compiles through kiln", () => {
     write(dir, PROJECT);
     ok([KILN, "gcc", "-Iinc", "-c", "b.c"], { cwd: dir, env: k.env });
     ok([KILN, "--stop-server"], { env: k.env });
-    const cacheDir = join(k.root, "cache");
-    for (const e of readdirSync(cacheDir, { recursive: true, withFileTypes: true })) {
-      if (e.isFile() && !e.parentPath.endsWith("tmp")) writeFileSync(join(e.parentPath, e.name), "KLN");
-    }
+    for (const f of cacheFiles(join(k.root, "cache"))) writeFileSync(f, "KLN");
     const r = k.kiln(["gcc", "-Iinc", "-c", "b.c"], { cwd: dir });
     expect(r.exitCode).toBe(0);
-    expect(k.stats().cache_read_errors).toBe(1);
+    // Both the manifest and the result were cut short.
+    expect(k.stats().cache_read_errors).toBe(2);
   });
 
   test("the size limit holds: the cache stays under it and recent entries survive", async () => {

@@ -1,15 +1,20 @@
-// One compiler call, end to end: parse, key, look up, and on a miss compile and store.
+// One compiler call, end to end: parse; try direct mode (manifest, no preprocessor); else
+// preprocess and key the text; on a miss compile and store; record what direct mode needs.
 
-import { readFileSync } from "node:fs";
 import { findCompiler } from "../client/find-compiler.ts";
 import type { CompileCall } from "../ipc/wire.ts";
+import { PathNormalizer } from "../compilers/basedirs.ts";
 import { parseCFamilyArgs } from "../compilers/c-family/args.ts";
-import { hashCommon, KeyHasher } from "../compilers/c-family/key.ts";
+import { directEligible, findVariant, localDate, recordVariant, type DirectContext } from "../compilers/c-family/direct.ts";
+import { hashCommon, type KeyHasher } from "../compilers/c-family/key.ts";
+import { decodeManifest, encodeManifest, withVariant, type Manifest } from "../compilers/c-family/manifest.ts";
+import { parseSearchDirs, pchFiles } from "../compilers/c-family/preprocessed.ts";
 import { CompilerIdentities, isCFamilyName, isCxxDriverName, type CompilerIdentity } from "../compilers/identity.ts";
 import { runCaptured, type Captured } from "../compilers/process.ts";
 import type { CFamilyCompile, Language, NotCacheableReason } from "../compilers/types.ts";
 import type { CacheStorage } from "../storage/types.ts";
 import { CorruptEntry, decodeResult, encodeResult, type ResultEntry } from "../storage/entry.ts";
+import { FileDigests } from "./file-digests.ts";
 import type { Logger } from "./log.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
 import type { Stats } from "./stats.ts";
@@ -28,22 +33,47 @@ const NO_PREPROCESSING: ReadonlySet<Language> = new Set([
   "objective-c++-cpp-output",
 ]);
 
-const PCH_PRAGMA = "#pragma GCC pch_preprocess ";
-
 function truthy(value: string | undefined): boolean {
   return value !== undefined && value !== "" && !/^(0|false|no|off)$/i.test(value);
+}
+
+export interface CompileOptions {
+  directMode: boolean;
+  basedirs: readonly string[];
 }
 
 export interface CompileServiceDeps {
   storage: CacheStorage;
   stats: Stats;
   log: Logger;
+  options: CompileOptions;
   /** Work the daemon must finish before exiting (background stores). */
   track: (work: Promise<unknown>) => void;
 }
 
+/** Everything one cacheable compile carries from step to step. */
+interface Job {
+  call: CompileCall;
+  compiler: string;
+  parsed: CFamilyCompile;
+  norm: PathNormalizer;
+  started: number;
+}
+
+/** A direct-mode attempt: the manifest's key and how to read paths for this call. */
+interface DirectPlan {
+  key: string;
+  ctx: DirectContext;
+}
+
 export class CompileService {
   private readonly identities = new CompilerIdentities();
+  readonly digests = new FileDigests();
+  /**
+   * Writes still under way, by key. Replies go out before their writes land; a read of the
+   * same key waits for the write, so a compile right behind another sees what it stored.
+   */
+  private readonly pending = new Map<string, Promise<unknown>>();
 
   constructor(private readonly deps: CompileServiceDeps) {}
 
@@ -85,67 +115,153 @@ export class CompileService {
       env: call.env,
     });
     if (!parsed.cacheable) return notCacheable(parsed.reason, parsed.detail);
-    const outputPaths = parsed.outputs.map((o) => o.path);
-    if (!outputsAreRegular(call.cwd, outputPaths)) return notCacheable("unsupported compiler option", "output is not a regular file");
-
-    const compile = () => runCaptured([compiler, ...args], { cwd: call.cwd, env: call.env });
-    const key = await this.resultKey(compiler, identity, parsed, call);
-    if (key.kind === "failed") {
-      // The preprocessor failed: the compile will fail the same way, with the right messages.
-      const result = await compile();
-      stats.compilerRun(result.ms);
-      if (result.exitCode !== 0) stats.compileFailure();
-      return { kind: "done", ...result };
+    if (!outputsAreRegular(call.cwd, parsed.outputs.map((o) => o.path))) {
+      return notCacheable("unsupported compiler option", "output is not a regular file");
     }
 
+    const job: Job = { call, compiler, parsed, norm: new PathNormalizer(this.deps.options.basedirs, call.cwd, parsed.source), started };
+    const common = hashCommon(identity, parsed, call.env, job.norm);
+    for (const input of parsed.extraInputs) {
+      const d = this.digests.file(absolute(call.cwd, input));
+      if (!d) return this.compileUncached(job); // The compiler will say what is missing.
+      common.field("input", d.digest);
+    }
     const recache = truthy(call.env.KILN_RECACHE);
     if (recache) stats.recache();
-    else {
-      const entry = await this.lookup(key.key);
-      if (entry) {
-        try {
-          writeOutputs(
-            call.cwd,
-            parsed.outputs.map((o, i) => ({ path: o.path, data: entry.outputs[i]!.data })),
-            call.umask,
-          );
-          stats.hit(parsed.language, "preprocessed", performance.now() - started);
-          log.debug(`hit ${key.key} ${parsed.source}`);
-          return { kind: "done", exitCode: 0, stdout: entry.stdout, stderr: entry.stderr };
-        } catch (e) {
-          log.warn(`cannot write the outputs of ${parsed.source} in ${call.cwd}: ${(e as Error).message}; compiling`);
-        }
+
+    const direct = this.deps.options.directMode && directEligible(parsed) ? this.planDirect(job, common) : undefined;
+    if (direct && !recache) {
+      const manifest = await this.getManifest(direct.key);
+      const variant = manifest && findVariant(manifest, direct.ctx);
+      if (variant) {
+        const reply = await this.tryHit(job, variant.result, "direct");
+        if (reply) return reply;
       }
     }
 
-    const result = await compile();
-    stats.compilerRun(result.ms);
-    if (result.exitCode !== 0) {
-      stats.compileFailure();
-      return { kind: "done", ...result };
+    // Preprocessor mode. With direct mode on, -v makes the run print its search list.
+    const preprocessStarted = Date.now();
+    let text: Uint8Array;
+    let preprocessed: Captured | undefined;
+    if (NO_PREPROCESSING.has(parsed.language)) {
+      const d = this.digests.file(absolute(call.cwd, parsed.source));
+      if (!d) return this.compileUncached(job);
+      text = new TextEncoder().encode(d.digest);
+    } else {
+      preprocessed = await runCaptured(
+        [compiler, ...parsed.preprocessorArgs, ...(direct ? ["-v"] : []), "-E", parsed.source],
+        { cwd: call.cwd, env: call.env },
+      );
+      // A failing preprocessor means a failing compile: let it print the real diagnostics.
+      if (preprocessed.exitCode !== 0) return this.compileUncached(job);
+      text = preprocessed.stdout;
     }
+    const resultKey = this.resultKey(job, common, text);
+    if (resultKey === undefined) return this.compileUncached(job);
+    const recordDirect = () => {
+      if (direct && preprocessed) this.recordManifest(direct, job, preprocessed, resultKey, preprocessStarted);
+    };
+
+    if (!recache) {
+      const reply = await this.tryHit(job, resultKey, "preprocessed");
+      if (reply) {
+        recordDirect();
+        return reply;
+      }
+    }
+    const result = await this.runCompiler(job);
+    if (result.exitCode !== 0) return { kind: "done", ...result };
     stats.miss(parsed.language, performance.now() - started);
-    log.debug(`miss ${key.key} ${parsed.source} (${result.ms.toFixed(0)} ms compile)`);
-    this.store(key.key, parsed, call.cwd, result);
+    log.debug(`miss ${resultKey} ${parsed.source} (${result.ms.toFixed(0)} ms compile)`);
+    this.store(job, resultKey, result);
+    recordDirect();
     return { kind: "done", ...result };
   }
 
-  /** A valid entry from storage, or undefined (a corrupt one is removed and counted). */
-  private async lookup(key: string): Promise<ResultEntry | undefined> {
-    const { storage, stats, log } = this.deps;
-    let blob: Uint8Array | undefined;
+  private async runCompiler(job: Job): Promise<Captured> {
+    const result = await runCaptured([job.compiler, ...job.call.argv.slice(1)], { cwd: job.call.cwd, env: job.call.env });
+    this.deps.stats.compilerRun(result.ms);
+    if (result.exitCode !== 0) this.deps.stats.compileFailure();
+    return result;
+  }
+
+  /** Runs the compile without the cache (inputs Kiln cannot key, failed preprocessing). */
+  private async compileUncached(job: Job): Promise<CompileReply> {
+    return { kind: "done", ...(await this.runCompiler(job)) };
+  }
+
+  private planDirect(job: Job, common: KeyHasher): DirectPlan | undefined {
+    const { call, parsed, norm } = job;
+    const source = this.digests.file(absolute(call.cwd, parsed.source));
+    if (!source || source.usesTime) return undefined;
+    const h = common.copy().field("mode", "direct manifest");
+    for (const arg of parsed.preprocessorArgs) h.field("cpp-arg", norm.arg(arg));
+    h.field("source-path", norm.path(parsed.source)).field("source", source.digest);
+    if (source.usesDate) h.field("date", localDate(call.env));
+    if (source.usesTimestamp) h.field("source-mtime", String(source.mtimeMs));
+    return { key: `${h.hex()}m`, ctx: { cwd: call.cwd, norm, digests: this.digests, env: call.env } };
+  }
+
+  /** The result key from the preprocessed text (and the precompiled headers it names). */
+  private resultKey(job: Job, common: KeyHasher, text: Uint8Array): string | undefined {
+    const h = common.copy().field("mode", "preprocessed").field("text", job.norm.text(text));
+    for (const pch of pchFiles(text)) {
+      const d = this.digests.file(absolute(job.call.cwd, pch));
+      if (!d) return undefined;
+      h.field("pch", d.digest);
+    }
+    return `${h.hex()}r`;
+  }
+
+  /** Writes the entry's outputs if the key is stored and intact; the reply, or undefined. */
+  private async tryHit(job: Job, key: string, kind: "direct" | "preprocessed"): Promise<CompileReply | undefined> {
+    const entry = await this.lookup(key);
+    if (!entry) return undefined;
+    const { call, parsed, norm } = job;
+    if (entry.outputs.length !== parsed.outputs.length || entry.outputs.some((o, i) => o.kind !== parsed.outputs[i]!.kind)) {
+      this.deps.log.warn(`cache entry ${key} holds other outputs than ${parsed.source} writes; ignored`);
+      return undefined;
+    }
+    const files: { path: string; data: Uint8Array }[] = [];
+    for (const [i, out] of parsed.outputs.entries()) {
+      const data = out.kind === "dep" ? norm.restoreDepFile(entry.outputs[i]!.data) : entry.outputs[i]!.data;
+      if (!data) return undefined;
+      files.push({ path: out.path, data });
+    }
     try {
-      blob = await storage.get(key);
+      writeOutputs(call.cwd, files, call.umask);
+    } catch (e) {
+      this.deps.log.warn(`cannot write the outputs of ${parsed.source} in ${call.cwd}: ${(e as Error).message}; compiling`);
+      return undefined;
+    }
+    this.deps.stats.hit(parsed.language, kind, performance.now() - job.started);
+    this.deps.log.debug(`${kind} hit ${key} ${parsed.source}`);
+    return { kind: "done", exitCode: 0, stdout: entry.stdout, stderr: entry.stderr };
+  }
+
+  /** A blob from storage, or undefined on a miss or a read error (counted and logged). */
+  private async fetch(key: string, waitForWrite = true): Promise<Uint8Array | undefined> {
+    const { storage, stats, log } = this.deps;
+    const writing = waitForWrite ? this.pending.get(key) : undefined;
+    if (writing) await writing;
+    try {
+      return await storage.get(key);
     } catch (e) {
       stats.readError();
       log.warn(`cache read of ${key} from ${storage.location} failed: ${(e as Error).message}`);
       return undefined;
     }
+  }
+
+  /** Decodes a blob; a corrupt one is removed, counted as a read error, and is a miss. */
+  private async decode<T>(key: string, decode: (blob: Uint8Array) => T, waitForWrite = true): Promise<T | undefined> {
+    const blob = await this.fetch(key, waitForWrite);
     if (!blob) return undefined;
     try {
-      return decodeResult(blob);
+      return decode(blob);
     } catch (e) {
       if (!(e instanceof CorruptEntry)) throw e;
+      const { storage, stats, log } = this.deps;
       stats.readError();
       log.warn(`corrupt cache entry ${key} in ${storage.location} (${e.message}); removed`);
       await storage.remove(key).catch(() => {});
@@ -153,71 +269,81 @@ export class CompileService {
     }
   }
 
-  /** Reads the outputs now (the build may move on with them), encodes and writes later. */
-  private store(key: string, parsed: CFamilyCompile, cwd: string, result: Captured): void {
+  private lookup(key: string): Promise<ResultEntry | undefined> {
+    return this.decode(key, decodeResult);
+  }
+
+  private getManifest(key: string, waitForWrite = true): Promise<Manifest | undefined> {
+    return this.decode(key, decodeManifest, waitForWrite);
+  }
+
+  /** Tracks background work that ends in a write of `key` (see `pending`). */
+  private background(key: string, work: Promise<unknown>): Promise<unknown> {
+    this.pending.set(key, work);
+    void work.finally(() => {
+      if (this.pending.get(key) === work) this.pending.delete(key);
+    });
+    this.deps.track(work);
+    return work;
+  }
+
+  private put(key: string, encode: () => Uint8Array): Promise<unknown> {
     const { storage, stats, log } = this.deps;
+    return this.background(
+      key,
+      (async () => {
+        try {
+          await storage.put(key, encode());
+        } catch (e) {
+          stats.writeError();
+          log.warn(`cache write of ${key} to ${storage.location} failed: ${(e as Error).message}`);
+        }
+      })(),
+    );
+  }
+
+  /** Reads the outputs now (the build may move on with them), encodes and writes later. */
+  private store(job: Job, key: string, result: Captured): void {
+    const { parsed, call, norm } = job;
     const data = readOutputs(
-      cwd,
+      call.cwd,
       parsed.outputs.map((o) => o.path),
     );
     if (!data) {
-      log.warn(`not caching ${parsed.source}: an expected output is missing (${parsed.outputs.map((o) => o.path).join(", ")})`);
+      this.deps.log.warn(`not caching ${parsed.source}: an expected output is missing (${parsed.outputs.map((o) => o.path).join(", ")})`);
       return;
     }
+    this.put(key, () =>
+      encodeResult({
+        outputs: parsed.outputs.map((o, i) => ({ kind: o.kind, data: o.kind === "dep" ? norm.depFile(data[i]!) : data[i]! })),
+        stdout: result.stdout,
+        stderr: result.stderr,
+      }),
+    );
+  }
+
+  /** After the reply: adds this include set to the manifest, unless something forbids it. */
+  private recordManifest(plan: DirectPlan, job: Job, preprocessed: Captured, resultKey: string, startedAtMs: number): void {
+    const previous = this.pending.get(plan.key);
     const work = (async () => {
-      try {
-        const blob = encodeResult({
-          outputs: parsed.outputs.map((o, i) => ({ kind: o.kind, data: data[i]! })),
-          stdout: result.stdout,
-          stderr: result.stderr,
-        });
-        await storage.put(key, blob);
-      } catch (e) {
-        stats.writeError();
-        log.warn(`cache write of ${key} to ${storage.location} failed: ${(e as Error).message}`);
+      await previous; // one update of a manifest at a time, each on top of the last
+      const outcome = recordVariant(
+        plan.ctx,
+        preprocessed.stdout,
+        job.parsed.source,
+        parseSearchDirs(new TextDecoder().decode(preprocessed.stderr)),
+        resultKey,
+        startedAtMs,
+      );
+      if ("skipped" in outcome) {
+        this.deps.log.debug(`no manifest for ${job.parsed.source}: ${outcome.skipped}`);
+        return;
       }
-    })();
-    this.deps.track(work);
-  }
-
-  private async resultKey(
-    compiler: string,
-    identity: CompilerIdentity,
-    parsed: CFamilyCompile,
-    call: CompileCall,
-  ): Promise<{ kind: "ok"; key: string } | { kind: "failed" }> {
-    const h = hashCommon(new KeyHasher(), identity, parsed, call.env);
-    for (const input of parsed.extraInputs) h.field("input", readFileSync(absolute(call.cwd, input)));
-    let text: Uint8Array;
-    if (NO_PREPROCESSING.has(parsed.language)) {
-      try {
-        text = readFileSync(absolute(call.cwd, parsed.source));
-      } catch {
-        return { kind: "failed" };
-      }
-    } else {
-      const pre = await runCaptured([compiler, ...parsed.preprocessorArgs, "-E", parsed.source], {
-        cwd: call.cwd,
-        env: call.env,
-      });
-      if (pre.exitCode !== 0) return { kind: "failed" };
-      text = pre.stdout;
-      hashPchFiles(h, text, call.cwd);
-    }
-    h.field("source", text);
-    return { kind: "ok", key: `${h.hex()}r` };
+      const current = await this.getManifest(plan.key, false);
+      const next = withVariant(current, outcome.variant);
+      await this.put(plan.key, () => encodeManifest(next));
+    })().catch((e) => this.deps.log.warn(`recording a manifest for ${job.parsed.source}: ${(e as Error).message}`));
+    this.background(plan.key, work);
   }
 }
 
-/** gcc leaves `#pragma GCC pch_preprocess "x.gch"` where a precompiled header was used. */
-function hashPchFiles(h: KeyHasher, text: Uint8Array, cwd: string): void {
-  const buf = Buffer.from(text.buffer, text.byteOffset, text.byteLength);
-  let at = buf.indexOf(PCH_PRAGMA);
-  while (at >= 0) {
-    const end = buf.indexOf(10, at);
-    const line = buf.toString("utf8", at + PCH_PRAGMA.length, end < 0 ? undefined : end).trim();
-    const path = line.replace(/^"|"$/g, "");
-    h.field("pch", readFileSync(absolute(cwd, path)));
-    at = buf.indexOf(PCH_PRAGMA, at + 1);
-  }
-}

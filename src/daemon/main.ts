@@ -101,6 +101,7 @@ class Daemon {
       storage: this.storage,
       stats: this.stats,
       log: this.log,
+      options: { directMode: config.directMode, basedirs: config.basedirs },
       track: (work) => this.track(work),
     });
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));

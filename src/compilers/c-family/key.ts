@@ -1,10 +1,11 @@
 // The cache key of a gcc/clang compile in preprocessor mode.
 
+import type { PathNormalizer } from "../basedirs.ts";
 import type { CFamilyCompile } from "../types.ts";
 import type { CompilerIdentity } from "../identity.ts";
 
 /** Bump when anything about how keys are computed or entries are laid out changes. */
-export const KEY_VERSION = "kiln-c-1";
+export const KEY_VERSION = "kiln-c-2";
 
 /**
  * Environment variables that change what the compiler writes or prints. Include-path
@@ -31,7 +32,12 @@ export const KEYED_ENV = [
 ] as const;
 
 export class KeyHasher {
-  private readonly h = new Bun.CryptoHasher("sha256");
+  constructor(private readonly h = new Bun.CryptoHasher("sha256")) {}
+
+  /** An independent hasher that starts from everything fed so far. */
+  copy(): KeyHasher {
+    return new KeyHasher(this.h.copy());
+  }
 
   /** Length-prefixed, so no two different sequences of fields hash alike. */
   field(label: string, value: string | Uint8Array): this {
@@ -45,16 +51,20 @@ export class KeyHasher {
   }
 }
 
-/** Everything but the source text: shared by preprocessor mode and direct mode. */
+/**
+ * Everything but the source text, shared by preprocessor mode and direct mode. Paths inside
+ * the checkout go in through `norm`, so other checkouts of the project share keys.
+ */
 export function hashCommon(
-  h: KeyHasher,
   identity: CompilerIdentity,
   parsed: CFamilyCompile,
   env: Record<string, string | undefined>,
+  norm: PathNormalizer,
 ): KeyHasher {
+  const h = new KeyHasher();
   h.field("version", KEY_VERSION).field("compiler", identity.digest).field("language", parsed.language);
-  for (const arg of parsed.keyArgs) h.field("arg", arg);
-  for (const extra of parsed.keyExtras) h.field("extra", extra);
+  for (const arg of parsed.keyArgs) h.field("arg", norm.arg(arg));
+  for (const extra of parsed.keyExtras) h.field("extra", norm.arg(extra));
   for (const name of KEYED_ENV) {
     const value = env[name];
     if (value !== undefined) h.field(`env ${name}`, value);

@@ -1,0 +1,156 @@
+// Direct mode: answer a compile from a manifest without running the preprocessor. A hit
+// needs every file the recorded preprocessing read to be unchanged (digests from the daemon's
+// stat-validated cache) and no file to have appeared where the preprocessor would have found
+// it first. A miss falls back to preprocessor mode, which records a new variant.
+
+import type { FileDigest, FileDigests } from "../../daemon/file-digests.ts";
+import type { PathNormalizer } from "../basedirs.ts";
+import type { CFamilyCompile, Language } from "../types.ts";
+import { withVariant, type Manifest, type ManifestVariant } from "./manifest.ts";
+import { scanPreprocessed, shadowCandidates, type SearchDirs } from "./preprocessed.ts";
+
+const NOT_PREPROCESSED: ReadonlySet<Language> = new Set([
+  "assembler",
+  "cpp-output",
+  "c++-cpp-output",
+  "objective-c-cpp-output",
+  "objective-c++-cpp-output",
+]);
+
+/**
+ * Direct mode needs a preprocessing step it can stand in for, and arguments it understands:
+ * anything passed straight to the preprocessor (-Wp, -Xpreprocessor) could change what it
+ * reads in ways the manifest would not see.
+ */
+export function directEligible(parsed: CFamilyCompile): boolean {
+  if (NOT_PREPROCESSED.has(parsed.language)) return false;
+  return !parsed.preprocessorArgs.some((a) => a.startsWith("-Wp,") || a === "-Xpreprocessor");
+}
+
+const dateFormats = new Map<string, Intl.DateTimeFormat>();
+
+/** Today as the compiler will print __DATE__: in the caller's TZ (or the daemon's). */
+export function localDate(env: Record<string, string | undefined>, now = new Date()): string {
+  const tz = env.TZ ?? "";
+  let format = dateFormats.get(tz);
+  if (!format) {
+    try {
+      format = new Intl.DateTimeFormat("en-CA", tz ? { timeZone: tz.replace(/^:/, "") } : {});
+    } catch {
+      format = new Intl.DateTimeFormat("en-CA");
+    }
+    dateFormats.set(tz, format);
+  }
+  return format.format(now);
+}
+
+export interface DirectContext {
+  cwd: string;
+  norm: PathNormalizer;
+  digests: FileDigests;
+  env: Record<string, string | undefined>;
+}
+
+function resolve(ctx: DirectContext, normalized: string): string | undefined {
+  const p = ctx.norm.expand(normalized);
+  if (p === undefined) return undefined;
+  return p.startsWith("/") ? p : p === "" ? ctx.cwd : `${ctx.cwd}/${p}`;
+}
+
+/** The first variant whose files are unchanged and whose shadowing names are still absent. */
+export function findVariant(m: Manifest, ctx: DirectContext): ManifestVariant | undefined {
+  const memo = new Map<string, Set<string> | null>();
+  let today: string | undefined;
+  variants: for (const v of m.variants) {
+    if (v.date !== undefined && v.date !== (today ??= localDate(ctx.env))) continue;
+    for (const [path, digest] of v.files) {
+      const abs = resolve(ctx, path);
+      if (abs === undefined || ctx.digests.file(abs)?.digest !== digest) continue variants;
+    }
+    for (const [index, mtimeMs] of v.stamps ?? []) {
+      const abs = resolve(ctx, v.files[index]![0]);
+      if (abs === undefined || ctx.digests.file(abs)?.mtimeMs !== mtimeMs) continue variants;
+    }
+    for (const [dir, names] of v.absent) {
+      const abs = resolve(ctx, dir);
+      if (abs === undefined) continue variants;
+      for (const name of names) if (ctx.digests.exists(abs, name, memo)) continue variants;
+    }
+    return v;
+  }
+  return undefined;
+}
+
+export type RecordOutcome = { variant: ManifestVariant } | { skipped: string };
+
+/**
+ * Builds the variant a finished preprocessing run supports, or says why there is none:
+ * a file that uses __TIME__, one that changed after the compile started, one that vanished.
+ */
+export function recordVariant(
+  ctx: DirectContext,
+  preprocessed: Uint8Array,
+  source: string,
+  searchDirs: SearchDirs | undefined,
+  result: string,
+  startedAtMs: number,
+): RecordOutcome {
+  if (!searchDirs) return { skipped: "the preprocessor did not print its search list" };
+  const { includes, pch } = scanPreprocessed(preprocessed, source);
+  const memo = new Map<string, Set<string> | null>();
+  const files: [string, string][] = [];
+  const stamps: [number, number][] = [];
+  let usesDate = false;
+  /** `compiled`: a precompiled header, whose macro table names __TIME__ without using it. */
+  const note = (path: string, compiled = false): string | undefined => {
+    const abs = path.startsWith("/") ? path : `${ctx.cwd}/${path}`;
+    const d: FileDigest | undefined = ctx.digests.file(abs);
+    if (!d) return `${path} is gone`;
+    if (d.mtimeMs >= startedAtMs || d.ctimeMs >= startedAtMs) return `${path} changed during the compile`;
+    if (!compiled) {
+      if (d.usesTime) return `${path} uses __TIME__`;
+      if (d.usesTimestamp) stamps.push([files.length, d.mtimeMs]);
+      usesDate ||= d.usesDate;
+    }
+    files.push([ctx.norm.path(path), d.digest]);
+    return undefined;
+  };
+  const absentGch: [string, string][] = [];
+  for (const inc of includes) {
+    const why = note(inc.path);
+    if (why) return { skipped: why };
+    // gcc prefers a valid x.h.gch next to x.h: record it, or that it must not appear.
+    const gch = `${inc.path}.gch`;
+    const gchAbs = gch.startsWith("/") ? gch : `${ctx.cwd}/${gch}`;
+    const slash = gch.lastIndexOf("/");
+    if (ctx.digests.exists(slash < 0 ? ctx.cwd : gchAbs.slice(0, gchAbs.lastIndexOf("/")), gch.slice(slash + 1), memo)) {
+      const whyGch = note(gch, true);
+      if (whyGch) return { skipped: whyGch };
+    } else {
+      absentGch.push([slash < 0 ? "" : gch.slice(0, slash), gch.slice(slash + 1)]);
+    }
+  }
+  for (const p of pch) {
+    const why = note(p, true);
+    if (why) return { skipped: why };
+  }
+  const candidates = shadowCandidates(includes, searchDirs, (dir, name) => {
+    const abs = dir === "" ? ctx.cwd : dir.startsWith("/") ? dir : `${ctx.cwd}/${dir}`;
+    return ctx.digests.exists(abs, name, memo);
+  });
+  for (const [dir, name] of absentGch) {
+    let names = candidates.get(dir);
+    if (!names) candidates.set(dir, (names = new Set()));
+    names.add(name);
+  }
+  const variant: ManifestVariant = {
+    result,
+    files,
+    absent: [...candidates].map(([dir, names]) => [ctx.norm.path(dir), [...names]]),
+  };
+  if (stamps.length > 0) variant.stamps = stamps;
+  if (usesDate) variant.date = localDate(ctx.env);
+  return { variant };
+}
+
+export { withVariant };

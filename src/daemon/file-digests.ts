@@ -1,0 +1,153 @@
+// The daemon's memory of file contents: a digest per path, trusted while the file's stat data
+// (inode, size, mtime, ctime) is unchanged, so a warm direct hit hashes nothing it has seen.
+// Also the directory listings used to prove that no file appeared where the preprocessor
+// would have found it first.
+
+import { readdirSync, readFileSync, statSync, type Stats } from "node:fs";
+
+/**
+ * A change within this window of the last stat may not show in mtime (coarse timestamps,
+ * two writes in one tick), so such files and directories are not trusted from memory.
+ */
+const RACY_MS = 1000;
+
+export interface FileDigest {
+  /** sha256 of the content, hex. */
+  digest: string;
+  mtimeMs: number;
+  ctimeMs: number;
+  /** The time macros the file mentions: they make its meaning depend on the clock. */
+  usesTime: boolean;
+  usesDate: boolean;
+  usesTimestamp: boolean;
+}
+
+function statKey(st: Stats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+/** A Map that forgets its oldest entries past a bound (insertion order is the age). */
+class BoundedMap<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+
+  get(key: string): V | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.max) {
+      // Drop the oldest tenth at once rather than one per insert.
+      let drop = Math.ceil(this.max / 10);
+      for (const k of this.map.keys()) {
+        if (drop-- <= 0) break;
+        this.map.delete(k);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+export function digestBytes(bytes: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+}
+
+function scanTimeMacros(bytes: Uint8Array): Pick<FileDigest, "usesTime" | "usesDate" | "usesTimestamp"> {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.indexOf("__") < 0) return { usesTime: false, usesDate: false, usesTimestamp: false };
+  return {
+    usesTime: buf.indexOf("__TIME__") >= 0,
+    usesDate: buf.indexOf("__DATE__") >= 0,
+    usesTimestamp: buf.indexOf("__TIMESTAMP__") >= 0,
+  };
+}
+
+export class FileDigests {
+  private readonly files: BoundedMap<{ key: string; value: FileDigest }>;
+  private readonly dirs: BoundedMap<{ key: string; names: Set<string> }>;
+
+  constructor(
+    maxFiles = 200_000,
+    maxDirs = 20_000,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.files = new BoundedMap(maxFiles);
+    this.dirs = new BoundedMap(maxDirs);
+  }
+
+  get cachedFiles(): number {
+    return this.files.size;
+  }
+
+  /** The digest of a regular file as it is now; undefined when it is missing or not a file. */
+  file(path: string): FileDigest | undefined {
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st || !st.isFile()) return undefined;
+    const key = statKey(st);
+    const cached = this.files.get(path);
+    if (cached && cached.key === key) return cached.value;
+    let bytes: Uint8Array;
+    try {
+      bytes = readFileSync(path);
+    } catch {
+      return undefined;
+    }
+    const value: FileDigest = {
+      digest: digestBytes(bytes),
+      mtimeMs: st.mtimeMs,
+      ctimeMs: st.ctimeMs,
+      ...scanTimeMacros(bytes),
+    };
+    const now = this.now();
+    if (now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.files.set(path, { key, value });
+    return value;
+  }
+
+  /**
+   * The names in a directory, from memory while its stat data is unchanged. `memo` holds what
+   * one request has already looked at, so each directory is stat'ed once per request.
+   */
+  private listing(dir: string, memo: Map<string, Set<string> | null>): Set<string> | null {
+    const seen = memo.get(dir);
+    if (seen !== undefined) return seen;
+    const st = statSync(dir, { throwIfNoEntry: false });
+    let names: Set<string> | null = null;
+    if (st?.isDirectory()) {
+      const key = statKey(st);
+      const cached = this.dirs.get(dir);
+      if (cached && cached.key === key) names = cached.names;
+      else {
+        try {
+          names = new Set(readdirSync(dir));
+        } catch {
+          names = null;
+        }
+        const now = this.now();
+        if (names && now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.dirs.set(dir, { key, names });
+      }
+    }
+    memo.set(dir, names);
+    return names;
+  }
+
+  /**
+   * Whether `dir/rel` exists, walking `rel` one component at a time through cached listings.
+   * `rel` with `..` is answered by a plain stat (listings cannot follow it through symlinks).
+   */
+  exists(dir: string, rel: string, memo: Map<string, Set<string> | null>): boolean {
+    if (rel.includes("..")) return statSync(`${dir}/${rel}`, { throwIfNoEntry: false }) !== undefined;
+    let current = dir;
+    for (const part of rel.split("/")) {
+      if (part === "" || part === ".") continue;
+      const names = this.listing(current, memo);
+      if (!names || !names.has(part)) return false;
+      current = current === "/" ? `/${part}` : `${current}/${part}`;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,233 @@
+// Direct mode: hits without running the preprocessor, and never a stale one.
+
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { KILN, KilnInstance, ok, run, scratch, sha256File } from "./support.ts";
+
+function write(dir: string, files: Record<string, string>): void {
+  for (const [name, body] of Object.entries(files)) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    writeFileSync(join(dir, name), body);
+  }
+}
+
+/** Compiles through kiln and returns the object's digest. */
+function compile(k: KilnInstance, dir: string, args: string[], compiler = "gcc"): string {
+  ok([KILN, compiler, ...args], { cwd: dir, env: k.env });
+  const o = args[args.indexOf("-o") + 1]!;
+  return sha256File(join(dir, o));
+}
+
+/** What a plain compile of the same call writes. */
+function plain(dir: string, args: string[], compiler = "gcc"): string {
+  const o = args[args.indexOf("-o") + 1]!;
+  const p = [...args];
+  p[p.indexOf("-o") + 1] = `${o}.plain`;
+  ok([compiler, ...p], { cwd: dir });
+  return sha256File(join(dir, `${o}.plain`));
+}
+
+describe("direct mode", () => {
+  test("a repeated compile is a direct hit; the object matches a plain compile", () => {
+    for (const compiler of ["gcc", "clang++"]) {
+      const k = new KilnInstance();
+      const dir = scratch();
+      write(dir, {
+        "inc/h.h": "#define H 3\n",
+        "a.c": '#include "h.h"\n#include <stdio.h>\nint a(void) { return H; }\n',
+      });
+      const args = ["-Iinc", "-O2", "-c", "a.c", "-o", "a.o"];
+      compile(k, dir, args, compiler);
+      const obj = compile(k, dir, args, compiler);
+      expect(obj).toBe(plain(dir, args, compiler));
+      const s = k.stats();
+      expect(s.direct_hits).toBe(1);
+      expect(s.preprocessed_hits).toBe(0);
+      expect(s.cache_misses_total).toBe(1);
+    }
+  });
+
+  test("touching a header keeps the hit; changing it misses once, then hits again", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
+    const args = ["-Iinc", "-c", "a.c", "-o", "a.o"];
+    compile(k, dir, args);
+    const later = new Date(Date.now() + 5000);
+    utimesSync(join(dir, "inc/h.h"), later, later);
+    compile(k, dir, args);
+    expect(k.stats().direct_hits).toBe(1);
+
+    write(dir, { "inc/h.h": "#define H 4\n" });
+    const changed = compile(k, dir, args);
+    expect(changed).toBe(plain(dir, args));
+    let s = k.stats();
+    expect(s.cache_misses_total).toBe(2);
+    expect(s.direct_hits).toBe(1);
+    // The new include set went into the manifest: the next compile is direct again.
+    compile(k, dir, args);
+    s = k.stats();
+    expect(s.direct_hits).toBe(2);
+    // And going back to the old header finds the old variant, still without preprocessing.
+    write(dir, { "inc/h.h": "#define H 3\n" });
+    compile(k, dir, args);
+    expect(k.stats().direct_hits).toBe(3);
+  });
+
+  test("a header that shadows the one used, earlier on the include path, is a miss", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, {
+      "inc2/h.h": "#define H 2\n",
+      "src/a.c": '#include "h.h"\nint a(void) { return H; }\n',
+    });
+    const args = ["-Iinc1", "-Iinc2", "-c", "src/a.c", "-o", "a.o"];
+    mkdirSync(join(dir, "inc1"));
+    compile(k, dir, args);
+    compile(k, dir, args);
+    expect(k.stats().direct_hits).toBe(1);
+
+    write(dir, { "inc1/h.h": "#define H 1\n" }); // earlier -I directory
+    expect(compile(k, dir, args)).toBe(plain(dir, args));
+    expect(k.stats().direct_hits).toBe(1);
+    expect(k.stats().cache_misses_total).toBe(2);
+
+    write(dir, { "src/h.h": "#define H 0\n" }); // the includer's own directory comes first for "h.h"
+    expect(compile(k, dir, args)).toBe(plain(dir, args));
+    expect(k.stats().direct_hits).toBe(1);
+    expect(k.stats().cache_misses_total).toBe(3);
+  });
+
+  test("a shadowing directory that did not exist yet is a miss too", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, { "inc2/h.h": "#define H 2\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
+    const args = ["-Inot-yet", "-Iinc2", "-c", "a.c", "-o", "a.o"];
+    compile(k, dir, args);
+    write(dir, { "not-yet/h.h": "#define H 9\n" });
+    expect(compile(k, dir, args)).toBe(plain(dir, args));
+    expect(k.stats().direct_hits).toBe(0);
+  });
+
+  test("a file using __TIME__ is never served by direct mode; __DATE__ is, on the same day", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, {
+      "t.h": "static const char *built_at = __TIME__;\n",
+      "t.c": '#include "t.h"\nconst char *when(void) { return built_at; }\n',
+      "d.c": "const char *day(void) { return __DATE__; }\n",
+    });
+    for (let i = 0; i < 3; i++) compile(k, dir, ["-c", "t.c", "-o", "t.o"]);
+    expect(k.stats().direct_hits).toBe(0);
+    compile(k, dir, ["-c", "d.c", "-o", "d.o"]);
+    compile(k, dir, ["-c", "d.c", "-o", "d.o"]);
+    expect(k.stats().direct_hits).toBe(1);
+  });
+
+  test("a header modified after the compile started is not recorded", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, { "h.h": "#define H 1\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
+    // An mtime in the future is what a header written during the compile looks like.
+    const future = new Date(Date.now() + 3_600_000);
+    utimesSync(join(dir, "h.h"), future, future);
+    compile(k, dir, ["-c", "a.c", "-o", "a.o"]);
+    compile(k, dir, ["-c", "a.c", "-o", "a.o"]);
+    const s = k.stats();
+    expect(s.direct_hits).toBe(0);
+    expect(s.preprocessed_hits).toBe(1);
+    expect(readFileSync(k.logFile, "utf8")).toContain("h.h changed during the compile");
+  });
+
+  test("-Wp, and -Xpreprocessor arguments turn direct mode off for that call", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, { "a.c": "int a(void) { return X; }\n" });
+    for (let i = 0; i < 2; i++) compile(k, dir, ["-Wp,-DX=4", "-c", "a.c", "-o", "a.o"]);
+    const s = k.stats();
+    expect(s.direct_hits).toBe(0);
+    expect(s.preprocessed_hits).toBe(1);
+  });
+
+  test("a precompiled header is part of what direct mode checks", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, { "pch.h": "#define P 1\n", "a.c": "int a(void) { return P; }\n" });
+    ok(["gcc", "-x", "c-header", "pch.h", "-o", "pch.h.gch"], { cwd: dir });
+    const args = ["-include", "pch.h", "-c", "a.c", "-o", "a.o"];
+    compile(k, dir, args);
+    compile(k, dir, args);
+    expect(k.stats().direct_hits).toBe(1);
+    // A new .gch built from a different header: the old result must not come back.
+    write(dir, { "other.h": "#define P 2\n" });
+    ok(["gcc", "-x", "c-header", "other.h", "-o", "pch.h.gch"], { cwd: dir });
+    const obj = compile(k, dir, args);
+    expect(obj).toBe(plain(dir, args));
+    expect(k.stats().direct_hits).toBe(1);
+  });
+
+  test("KILN_DIRECT=0 turns direct mode off: hits are preprocessed ones", () => {
+    const k = new KilnInstance({ KILN_DIRECT: "0" });
+    const dir = scratch();
+    write(dir, { "a.c": "int a(void) { return 1; }\n" });
+    compile(k, dir, ["-c", "a.c", "-o", "a.o"]);
+    compile(k, dir, ["-c", "a.c", "-o", "a.o"]);
+    const s = k.stats();
+    expect(s.direct_hits).toBe(0);
+    expect(s.preprocessed_hits).toBe(1);
+  });
+
+  test("dep files from a direct hit are byte-identical to a plain compile's", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\n#include <stdlib.h>\nint a(void) { return H; }\n' });
+    const args = ["-Iinc", "-MD", "-MP", "-c", "a.c", "-o", "a.o"];
+    ok(["gcc", ...args], { cwd: dir });
+    const dep = readFileSync(join(dir, "a.d"), "utf8");
+    compile(k, dir, args);
+    compile(k, dir, args);
+    expect(k.stats().direct_hits).toBe(1);
+    expect(readFileSync(join(dir, "a.d"), "utf8")).toBe(dep);
+  });
+});
+
+describe("KILN_BASEDIRS", () => {
+  test("two checkouts with absolute paths and debug info share hits only with basedirs", () => {
+    const copies = [scratch("co-a-"), scratch("co-b-")];
+    for (const c of copies) {
+      write(c, {
+        "include/h.h": "#define H 3\n",
+        "src/a.c": '#include "h.h"\n#include <stdio.h>\nint a(void) { return H; }\n',
+      });
+      mkdirSync(join(c, "build"));
+    }
+    // As CMake writes it: absolute include path and source, -g, a dep file.
+    const argsFor = (c: string) => ["-g", `-I${c}/include`, "-MD", "-c", `${c}/src/a.c`, "-o", "a.o"];
+    for (const basedirs of [undefined, copies.join(":")]) {
+      const k = new KilnInstance(basedirs ? { KILN_BASEDIRS: basedirs } : {});
+      for (const c of copies) ok([KILN, "gcc", ...argsFor(c)], { cwd: join(c, "build"), env: k.env });
+      const s = k.stats();
+      if (basedirs) {
+        expect(s.cache_misses_total).toBe(1);
+        expect(s.direct_hits).toBe(1);
+        // The second checkout's dependency file names its own files.
+        const dep = readFileSync(join(copies[1]!, "build", "a.d"), "utf8");
+        expect(dep).toContain(`${copies[1]}/include/h.h`);
+        expect(dep).not.toContain(copies[0]!);
+      } else {
+        expect(s.cache_misses_total).toBe(2);
+      }
+    }
+  });
+});
+
+test("an include path that fails to preprocess compiles for real, with the compiler's error", () => {
+  const k = new KilnInstance();
+  const dir = scratch();
+  write(dir, { "a.c": '#include "missing.h"\nint a;\n' });
+  const viaKiln = k.kiln(["gcc", "-c", "a.c", "-o", "a.o"], { cwd: dir });
+  const direct = run(["gcc", "-c", "a.c", "-o", "a.o"], { cwd: dir });
+  expect(viaKiln.exitCode).toBe(direct.exitCode);
+  expect(viaKiln.stderr).toBe(direct.stderr);
+});
