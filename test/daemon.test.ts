@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { exchange } from "../src/client/client.ts";
+import { exchange, exchangeEvented } from "../src/client/client.ts";
 import { encodeFrame, encodeJson, Kind, PROTOCOL_VERSION, decodeJson } from "../src/ipc/wire.ts";
 import { alive, KILN, KilnInstance, ok, run, scratch } from "./support.ts";
 
@@ -115,6 +115,16 @@ describe("daemon lifecycle", () => {
     ok([KILN, "gcc", "-c", "a.c"], { cwd: dir, env: k.env });
     expect(existsSync(join(dir, "a.o"))).toBe(true);
   });
+});
+
+test("the event-driven client (used where libc cannot be loaded) speaks the same protocol", async () => {
+  const k = new KilnInstance();
+  ok([KILN, "--start-server"], { env: k.env });
+  const socket = join(k.root, "run", "daemon.sock");
+  const answer = await exchangeEvented(socket, encodeJson(Kind.Command, { cmd: "ping" }));
+  expect(answer.ok && decodeJson<{ pid: number }>(answer.frame.payload).pid).toBe(k.daemonPid()!);
+  const nobody = await exchangeEvented(join(k.root, "nobody.sock"), encodeJson(Kind.Command, { cmd: "ping" }));
+  expect(nobody).toEqual({ ok: false, failure: "connect" });
 });
 
 describe("a build never fails because of Kiln", () => {

@@ -15,6 +15,7 @@ import {
   type CompileCall,
   type Frame,
 } from "../ipc/wire.ts";
+import { exchangeSync } from "./socket-sync.ts";
 
 export type Exchange =
   | { ok: true; frame: Frame }
@@ -23,6 +24,11 @@ export type Exchange =
 
 /** Sends one frame and waits for one frame back. Never throws. */
 export async function exchange(socketPath: string, request: Uint8Array): Promise<Exchange> {
+  return exchangeSync(socketPath, request) ?? exchangeEvented(socketPath, request);
+}
+
+/** The same over Bun.connect: slower to start, for where libc cannot be loaded. */
+export async function exchangeEvented(socketPath: string, request: Uint8Array): Promise<Exchange> {
   const { promise, resolve } = Promise.withResolvers<Exchange>();
   const reader = new FrameReader();
   let pending = request;
@@ -97,20 +103,35 @@ async function writeAll(fd: 1 | 2, bytes: Uint8Array): Promise<void> {
   await Bun.write(fd === 1 ? Bun.stdout : Bun.stderr, bytes);
 }
 
+/**
+ * KILN_CLIENT_TRACE=1 prints, on stderr at exit, when each step of the client finished
+ * (milliseconds since the process started): where a hit's time goes.
+ */
+function tracer(env: Record<string, string | undefined>): (label: string) => void {
+  if (!env.KILN_CLIENT_TRACE) return () => {};
+  const marks: string[] = [];
+  process.on("exit", () => process.stderr.write(`kiln trace: ${marks.join(", ")}\n`));
+  return (label) => marks.push(`${label} ${performance.now().toFixed(2)}`);
+}
+
 /** Runs one compiler call through the daemon. Resolves to the exit code to exit with. */
 export async function runCompile(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  const mark = tracer(env);
+  mark("main");
   const paths = runtimePaths(env, process.getuid?.() ?? 0);
   const call: CompileCall = { argv, cwd: process.cwd(), env, self: process.execPath, umask: process.umask() };
   let startWarning: string | undefined;
   const result = await exchangeWithDaemon(paths, encodeJson(Kind.Compile, call), env, (m) => {
     startWarning = m;
   });
+  mark("answer");
   if (result.ok) {
     const { frame } = result;
     if (frame.version === PROTOCOL_VERSION && frame.kind === Kind.Done) {
       const done = decodeDone(frame.payload);
       await writeAll(1, done.stdout);
       await writeAll(2, done.stderr);
+      mark("replayed");
       return done.exitCode;
     }
     if (frame.version === PROTOCOL_VERSION && frame.kind === Kind.RunLocal) {

@@ -1,6 +1,7 @@
 // One compiler call, end to end: parse; try direct mode (manifest, no preprocessor); else
 // preprocess and key the text; on a miss compile and store; record what direct mode needs.
 
+import { statSync } from "node:fs";
 import { findCompiler } from "../client/find-compiler.ts";
 import type { CompileCall } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
@@ -68,6 +69,7 @@ interface DirectPlan {
 
 export class CompileService {
   private readonly identities = new CompilerIdentities();
+  private readonly compilers = new Map<string, string>();
   readonly digests = new FileDigests();
   /**
    * Writes still under way, by key. Replies go out before their writes land; a read of the
@@ -83,7 +85,7 @@ export class CompileService {
     stats.request();
     const name = call.argv[0] ?? "";
     const args = call.argv.slice(1);
-    const compiler = findCompiler(name, call.env.PATH, call.cwd, call.self);
+    const compiler = this.resolveCompiler(name, call);
     if (!compiler) {
       return {
         kind: "done",
@@ -176,6 +178,22 @@ export class CompileService {
     this.store(job, resultKey, result);
     recordDirect();
     return { kind: "done", ...result };
+  }
+
+  /**
+   * The real compiler for a name, remembered per (name, PATH, cwd, kiln executable) while
+   * the file found is still there: walking PATH costs a stat per directory.
+   */
+  private resolveCompiler(name: string, call: CompileCall): string | undefined {
+    const key = `${name}\0${call.env.PATH ?? ""}\0${name.includes("/") || (call.env.PATH ?? "").split(":").some((d) => !d.startsWith("/")) ? call.cwd : ""}\0${call.self}`;
+    const known = this.compilers.get(key);
+    if (known !== undefined && statSync(known, { throwIfNoEntry: false })?.isFile()) return known;
+    const found = findCompiler(name, call.env.PATH, call.cwd, call.self);
+    if (found !== undefined) {
+      if (this.compilers.size > 1000) this.compilers.clear();
+      this.compilers.set(key, found);
+    }
+    return found;
   }
 
   private async runCompiler(job: Job): Promise<Captured> {

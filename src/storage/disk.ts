@@ -17,6 +17,8 @@ const EVICT_TO = 0.9;
 const STALE_TEMP_MS = 60 * 60 * 1000;
 /** Rescan at least this often while writing, to see what other daemons added. */
 const RESCAN_EVERY_MS = 5 * 60 * 1000;
+/** A hit refreshes an entry's mtime (its LRU age) at most this often. */
+const TOUCH_EVERY_MS = 5 * 60 * 1000;
 
 interface ScannedEntry {
   path: string;
@@ -33,6 +35,8 @@ export class DiskStorage implements CacheStorage {
   private evicting: Promise<void> | undefined;
   private lastScanAt = 0;
   private tmpCounter = 0;
+  /** Keys whose mtime this daemon refreshed, and when (cleared as it grows). */
+  private touched = new Map<string, number>();
 
   constructor(
     readonly dir: string,
@@ -63,9 +67,18 @@ export class DiskStorage implements CacheStorage {
       if (errnoCode(e) === "ENOENT") return undefined;
       throw e;
     }
-    const now = new Date();
-    utimes(path, now, now).catch(() => {});
+    this.touch(key, path);
     return blob;
+  }
+
+  private touch(key: string, path: string): void {
+    const now = Date.now();
+    const last = this.touched.get(key);
+    if (last !== undefined && now - last < TOUCH_EVERY_MS) return;
+    if (this.touched.size > 100_000) this.touched = new Map();
+    this.touched.set(key, now);
+    const date = new Date(now);
+    utimes(path, date, date).catch(() => {});
   }
 
   async put(key: string, blob: Uint8Array): Promise<void> {
@@ -92,6 +105,7 @@ export class DiskStorage implements CacheStorage {
     }
     this.total += blob.length;
     this.entries += 1;
+    this.touched.set(key, Date.now());
     if (this.total > this.maxSize || Date.now() - this.lastScanAt > RESCAN_EVERY_MS) void this.evictInBackground();
   }
 
