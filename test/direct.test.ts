@@ -10,6 +10,9 @@ function write(dir: string, files: Record<string, string>): void {
     mkdirSync(join(dir, name, ".."), { recursive: true });
     writeFileSync(join(dir, name), body);
   }
+  // A file stamped within a few clock ticks of a compile's start counts as written during
+  // it, and is not recorded for direct mode (see CLOCK_SLACK_MS).
+  Bun.sleepSync(30);
 }
 
 /** Compiles through kiln and returns the object's digest. */
@@ -189,6 +192,63 @@ describe("direct mode", () => {
     compile(k, dir, args);
     expect(k.stats().direct_hits).toBe(1);
     expect(readFileSync(join(dir, "a.d"), "utf8")).toBe(dep);
+  });
+});
+
+describe("depend mode (KILN_DEPEND=1)", () => {
+  /** A `gcc` early in PATH that logs each call, so a test can see which runs happened. */
+  function loggingGcc(): { bin: string; log: string } {
+    const bin = scratch("bin-");
+    const log = join(bin, "calls.log");
+    writeFileSync(join(bin, "gcc"), `#!/bin/sh\necho "$*" >> ${log}\nexec /usr/bin/gcc "$@"\n`, { mode: 0o755 });
+    return { bin, log };
+  }
+  const calls = (log: string) => readFileSync(log, "utf8").trim().split("\n");
+
+  test("with -MD a miss runs only the compile; hits and misses stay right", () => {
+    const { bin, log } = loggingGcc();
+    const k = new KilnInstance({ KILN_DEPEND: "1" });
+    const env = { ...k.env, PATH: `${bin}:${process.env.PATH}` };
+    const dir = scratch();
+    write(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\n#include <stdio.h>\nint a(void) { return H; }\n' });
+    const args = ["-Iinc", "-MD", "-c", "a.c", "-o", "a.o"];
+    // Runs that touch the source (the daemon also asks the compiler for its search list).
+    const sourceRuns = () => calls(log).filter((c) => c.includes("a.c"));
+    ok([KILN, "gcc", ...args], { cwd: dir, env });
+    expect(sourceRuns()).toEqual(["-Iinc -MD -c a.c -o a.o"]); // no -E run on the miss
+    ok([KILN, "gcc", ...args], { cwd: dir, env });
+    expect(k.stats().direct_hits).toBe(1);
+    expect(sourceRuns().length).toBe(1); // a hit runs nothing
+
+    write(dir, { "inc/h.h": "#define H 4\n" });
+    ok([KILN, "gcc", ...args], { cwd: dir, env });
+    expect(sourceRuns().length).toBe(2);
+    expect(sha256File(join(dir, "a.o"))).toBe(plain(dir, args));
+    ok([KILN, "gcc", ...args], { cwd: dir, env });
+    expect(sourceRuns().length).toBe(2); // the new variant is a direct hit
+    const s = k.stats();
+    expect(s.direct_hits).toBe(2);
+    expect(s.cache_misses_total).toBe(2);
+  });
+
+  test("a shadowing header in the source's directory is still a miss", () => {
+    const k = new KilnInstance({ KILN_DEPEND: "1" });
+    const dir = scratch();
+    write(dir, { "inc/h.h": "#define H 3\n", "src/a.c": '#include "h.h"\nint a(void) { return H; }\n' });
+    const args = ["-Iinc", "-MD", "-c", "src/a.c", "-o", "a.o"];
+    compile(k, dir, args);
+    write(dir, { "src/h.h": "#define H 7\n" });
+    expect(compile(k, dir, args)).toBe(plain(dir, args));
+    expect(k.stats().direct_hits).toBe(0);
+  });
+
+  test("-MMD lists no system headers, so such calls keep the preprocessing run", () => {
+    const { bin, log } = loggingGcc();
+    const k = new KilnInstance({ KILN_DEPEND: "1" });
+    const dir = scratch();
+    write(dir, { "a.c": "#include <stdio.h>\nint a(void) { return 1; }\n" });
+    ok([KILN, "gcc", "-MMD", "-c", "a.c", "-o", "a.o"], { cwd: dir, env: { ...k.env, PATH: `${bin}:${process.env.PATH}` } });
+    expect(calls(log).some((c) => c.includes(" -E "))).toBe(true);
   });
 });
 

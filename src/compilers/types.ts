@@ -76,6 +76,11 @@ export interface CFamilyCompile {
   extraInputs: string[];
   /** True when debug info is requested (any -g except -g0). */
   debugInfo: boolean;
+  /**
+   * What the dependency file lists, when one is written: "all" included files (-MD,
+   * -Wp,-MD) or "user" ones only (-MMD: system headers left out).
+   */
+  dependencies?: "all" | "user";
   /** The arguments after response-file expansion (for logging and later issues). */
   expandedArgs: string[];
 }

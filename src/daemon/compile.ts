@@ -7,9 +7,10 @@ import type { CompileCall } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
 import { parseCFamilyArgs } from "../compilers/c-family/args.ts";
 import { directEligible, findVariant, localDate, recordVariant, type DirectContext } from "../compilers/c-family/direct.ts";
-import { hashCommon, type KeyHasher } from "../compilers/c-family/key.ts";
-import { decodeManifest, encodeManifest, withVariant, type Manifest } from "../compilers/c-family/manifest.ts";
-import { parseSearchDirs, pchFiles } from "../compilers/c-family/preprocessed.ts";
+import { hashCommon, KeyHasher } from "../compilers/c-family/key.ts";
+import { decodeManifest, encodeManifest, withVariant, type Manifest, type ManifestVariant } from "../compilers/c-family/manifest.ts";
+import { parseDepFile } from "../compilers/c-family/depfile.ts";
+import { parseSearchDirs, pchFiles, scanPreprocessed, type SearchDirs } from "../compilers/c-family/preprocessed.ts";
 import { CompilerIdentities, isCFamilyName, isCxxDriverName, type CompilerIdentity } from "../compilers/identity.ts";
 import { runCaptured, type Captured } from "../compilers/process.ts";
 import type { CFamilyCompile, Language, NotCacheableReason } from "../compilers/types.ts";
@@ -40,6 +41,8 @@ function truthy(value: string | undefined): boolean {
 
 export interface CompileOptions {
   directMode: boolean;
+  /** On a direct miss of a call that writes a full -MD file, skip the preprocessing run. */
+  dependMode: boolean;
   basedirs: readonly string[];
 }
 
@@ -70,6 +73,7 @@ interface DirectPlan {
 export class CompileService {
   private readonly identities = new CompilerIdentities();
   private readonly compilers = new Map<string, string>();
+  private readonly searchLists = new Map<string, SearchDirs>();
   readonly digests = new FileDigests();
   /**
    * Writes still under way, by key. Replies go out before their writes land; a read of the
@@ -139,6 +143,9 @@ export class CompileService {
         const reply = await this.tryHit(job, variant.result, "direct");
         if (reply) return reply;
       }
+    }
+    if (direct && this.deps.options.dependMode && parsed.dependencies === "all") {
+      return this.compileInDependMode(job, direct);
     }
 
     // Preprocessor mode. With direct mode on, -v makes the run print its search list.
@@ -322,7 +329,7 @@ export class CompileService {
 
   /** Reads the outputs now (the build may move on with them), encodes and writes later. */
   private store(job: Job, key: string, result: Captured): void {
-    const { parsed, call, norm } = job;
+    const { parsed, call } = job;
     const data = readOutputs(
       call.cwd,
       parsed.outputs.map((o) => o.path),
@@ -331,6 +338,11 @@ export class CompileService {
       this.deps.log.warn(`not caching ${parsed.source}: an expected output is missing (${parsed.outputs.map((o) => o.path).join(", ")})`);
       return;
     }
+    this.storeOutputs(job, key, result, data);
+  }
+
+  private storeOutputs(job: Job, key: string, result: Captured, data: Uint8Array[]): void {
+    const { parsed, norm } = job;
     this.put(key, () =>
       encodeResult({
         outputs: parsed.outputs.map((o, i) => ({ kind: o.kind, data: o.kind === "dep" ? norm.depFile(data[i]!) : data[i]! })),
@@ -345,23 +357,71 @@ export class CompileService {
     const previous = this.pending.get(plan.key);
     const work = (async () => {
       await previous; // one update of a manifest at a time, each on top of the last
-      const outcome = recordVariant(
-        plan.ctx,
-        preprocessed.stdout,
-        job.parsed.source,
-        parseSearchDirs(new TextDecoder().decode(preprocessed.stderr)),
-        resultKey,
-        startedAtMs,
-      );
+      const { includes, pch } = scanPreprocessed(preprocessed.stdout, job.parsed.source);
+      const searchDirs = parseSearchDirs(new TextDecoder().decode(preprocessed.stderr));
+      const outcome = recordVariant(plan.ctx, includes, pch, searchDirs, resultKey, startedAtMs);
       if ("skipped" in outcome) {
         this.deps.log.debug(`no manifest for ${job.parsed.source}: ${outcome.skipped}`);
         return;
       }
-      const current = await this.getManifest(plan.key, false);
-      const next = withVariant(current, outcome.variant);
-      await this.put(plan.key, () => encodeManifest(next));
+      await this.addVariant(plan.key, outcome.variant);
     })().catch((e) => this.deps.log.warn(`recording a manifest for ${job.parsed.source}: ${(e as Error).message}`));
     this.background(plan.key, work);
+  }
+
+  private async addVariant(key: string, variant: ManifestVariant): Promise<void> {
+    const current = await this.getManifest(key, false);
+    await this.put(key, () => encodeManifest(withVariant(current, variant)));
+  }
+
+  /**
+   * Depend mode: compile straight away, then take the include list from the compiler's own
+   * -MD file instead of a preprocessing run. The result is keyed by the manifest key and
+   * the digests of those files. Which file included which is not in a .d file, so the
+   * shadowing check covers the source's directory and the search path, not the
+   * directories of intermediate headers.
+   */
+  private async compileInDependMode(job: Job, plan: DirectPlan): Promise<CompileReply> {
+    const { parsed, call } = job;
+    const startedAtMs = Date.now();
+    const result = await this.runCompiler(job);
+    if (result.exitCode !== 0) return { kind: "done", ...result };
+    this.deps.stats.miss(parsed.language, performance.now() - job.started);
+    const data = readOutputs(call.cwd, parsed.outputs.map((o) => o.path));
+    const depIndex = parsed.outputs.findIndex((o) => o.kind === "dep");
+    if (!data || depIndex < 0) return { kind: "done", ...result };
+    const deps = parseDepFile(new TextDecoder().decode(data[depIndex]));
+    const includes = deps.filter((d) => d !== parsed.source).map((path) => ({ path, includer: parsed.source }));
+    const work = (async () => {
+      const outcome = recordVariant(plan.ctx, includes, [], await this.searchDirs(job), "", startedAtMs);
+      if ("skipped" in outcome) {
+        this.deps.log.debug(`depend mode: not caching ${parsed.source}: ${outcome.skipped}`);
+        return;
+      }
+      const h = new KeyHasher().field("mode", "depend").field("manifest", plan.key);
+      for (const [path, digest] of outcome.variant.files) h.field("file", path).field("digest", digest);
+      const key = `${h.hex()}r`;
+      this.storeOutputs(job, key, result, data);
+      await this.addVariant(plan.key, { ...outcome.variant, result: key });
+    })().catch((e) => this.deps.log.warn(`depend mode for ${parsed.source}: ${(e as Error).message}`));
+    this.background(plan.key, work);
+    return { kind: "done", ...result };
+  }
+
+  /** The compiler's include search list for this call's language and options (cached). */
+  private async searchDirs(job: Job): Promise<SearchDirs | undefined> {
+    const { compiler, parsed, call } = job;
+    const argv = [compiler, ...parsed.preprocessorArgs, "-x", parsed.language, "-v", "-E", "/dev/null"];
+    const key = `${call.cwd}\0${argv.join("\0")}`;
+    const known = this.searchLists.get(key);
+    if (known) return known;
+    const run = await runCaptured(argv, { cwd: call.cwd, env: call.env });
+    const dirs = run.exitCode === 0 ? parseSearchDirs(new TextDecoder().decode(run.stderr)) : undefined;
+    if (dirs) {
+      if (this.searchLists.size > 1000) this.searchLists.clear();
+      this.searchLists.set(key, dirs);
+    }
+    return dirs;
   }
 }
 

@@ -101,7 +101,7 @@ class Daemon {
       storage: this.storage,
       stats: this.stats,
       log: this.log,
-      options: { directMode: config.directMode, basedirs: config.basedirs },
+      options: { directMode: config.directMode, dependMode: config.dependMode, basedirs: config.basedirs },
       track: (work) => this.track(work),
     });
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));

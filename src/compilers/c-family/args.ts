@@ -1003,5 +1003,8 @@ export function parseCFamilyArgs(args: string[], ctx: ParseContext): ParsedCall 
     debugInfo,
     expandedArgs: argv,
   };
+  if (depPath !== undefined) {
+    result.dependencies = (s.ppDep?.kind ?? s.driverDep) === "-MMD" ? "user" : "all";
+  }
   return result;
 }

@@ -3,11 +3,12 @@
 // stat-validated cache) and no file to have appeared where the preprocessor would have found
 // it first. A miss falls back to preprocessor mode, which records a new variant.
 
+import { statSync } from "node:fs";
 import type { FileDigest, FileDigests } from "../../daemon/file-digests.ts";
 import type { PathNormalizer } from "../basedirs.ts";
 import type { CFamilyCompile, Language } from "../types.ts";
-import { withVariant, type Manifest, type ManifestVariant } from "./manifest.ts";
-import { scanPreprocessed, shadowCandidates, type SearchDirs } from "./preprocessed.ts";
+import type { Manifest, ManifestVariant } from "./manifest.ts";
+import { shadowCandidates, type IncludedFile, type SearchDirs } from "./preprocessed.ts";
 
 const NOT_PREPROCESSED: ReadonlySet<Language> = new Set([
   "assembler",
@@ -81,22 +82,29 @@ export function findVariant(m: Manifest, ctx: DirectContext): ManifestVariant | 
   return undefined;
 }
 
+/**
+ * File times come from the kernel's coarse clock, which can trail Date.now() by a tick:
+ * anything stamped this close to the compile's start counts as changed during it.
+ */
+const CLOCK_SLACK_MS = 20;
+
 export type RecordOutcome = { variant: ManifestVariant } | { skipped: string };
 
 /**
- * Builds the variant a finished preprocessing run supports, or says why there is none:
- * a file that uses __TIME__, one that changed after the compile started, one that vanished.
+ * Builds the variant a finished compile supports, from the files it read (with the file that
+ * included each, as far as known) and the search list; or says why there is none: a file
+ * that uses __TIME__, one that changed after the compile started, one that vanished.
  */
 export function recordVariant(
   ctx: DirectContext,
-  preprocessed: Uint8Array,
-  source: string,
+  includes: IncludedFile[],
+  pch: string[],
   searchDirs: SearchDirs | undefined,
   result: string,
   startedAtMs: number,
 ): RecordOutcome {
   if (!searchDirs) return { skipped: "the preprocessor did not print its search list" };
-  const { includes, pch } = scanPreprocessed(preprocessed, source);
+  const since = startedAtMs - CLOCK_SLACK_MS;
   const memo = new Map<string, Set<string> | null>();
   const files: [string, string][] = [];
   const stamps: [number, number][] = [];
@@ -106,7 +114,7 @@ export function recordVariant(
     const abs = path.startsWith("/") ? path : `${ctx.cwd}/${path}`;
     const d: FileDigest | undefined = ctx.digests.file(abs);
     if (!d) return `${path} is gone`;
-    if (d.mtimeMs >= startedAtMs || d.ctimeMs >= startedAtMs) return `${path} changed during the compile`;
+    if (d.mtimeMs >= since || d.ctimeMs >= since) return `${path} changed during the compile`;
     if (!compiled) {
       if (d.usesTime) return `${path} uses __TIME__`;
       if (d.usesTimestamp) stamps.push([files.length, d.mtimeMs]);
@@ -134,10 +142,17 @@ export function recordVariant(
     const why = note(p, true);
     if (why) return { skipped: why };
   }
+  // A candidate that exists now is a false reading only if it existed during the compile;
+  // one that appeared since may be exactly the shadowing file this check is for.
+  let appeared: string | undefined;
   const candidates = shadowCandidates(includes, searchDirs, (dir, name) => {
     const abs = dir === "" ? ctx.cwd : dir.startsWith("/") ? dir : `${ctx.cwd}/${dir}`;
-    return ctx.digests.exists(abs, name, memo);
+    if (!ctx.digests.exists(abs, name, memo)) return false;
+    const st = statSync(`${abs}/${name}`, { throwIfNoEntry: false });
+    if (!st || st.ctimeMs >= since || st.mtimeMs >= since) appeared ??= dir === "" ? name : `${dir}/${name}`;
+    return true;
   });
+  if (appeared !== undefined) return { skipped: `${appeared} appeared on the include path during the compile` };
   for (const [dir, name] of absentGch) {
     let names = candidates.get(dir);
     if (!names) candidates.set(dir, (names = new Set()));
@@ -153,4 +168,3 @@ export function recordVariant(
   return { variant };
 }
 
-export { withVariant };
