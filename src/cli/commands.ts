@@ -14,6 +14,8 @@ const USAGE = `Usage:
   kiln --start-server              start the background daemon
   kiln --stop-server               stop the daemon and print its final statistics
   kiln --version                   print the version
+  kiln bench [--clean CMD] -- BUILD...
+                                   time BUILD plainly, then through kiln cold and warm
 
 Environment: KILN_DIR (cache directory), KILN_CACHE_SIZE (e.g. 10G), KILN_CONF (config file),
 KILN_IDLE_TIMEOUT (seconds, 0 = never), KILN_LOG (debug|info|warn|error), KILN_ERROR_LOG (log
@@ -38,7 +40,8 @@ function option(args: string[], name: string): string | undefined {
   return joined?.slice(name.length + 1);
 }
 
-async function waitForExit(lockPath: string, timeoutMs: number): Promise<boolean> {
+/** Waits until the daemon holding `lockPath` has exited; false on timeout. */
+export async function waitForExit(lockPath: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const lock = tryLock(lockPath);
@@ -60,6 +63,10 @@ export async function runCli(args: string[], env: Record<string, string | undefi
     case "--help":
       out(USAGE);
       return first === undefined ? 1 : 0;
+    case "bench": {
+      const { runBench } = await import("./bench.ts");
+      return runBench(args.slice(1), env);
+    }
     case "-V":
     case "--version":
       out(`kiln ${VERSION}\n`);

@@ -26,7 +26,7 @@ async function main(): Promise<number> {
   }
   const masquerade = masqueradeName(process.argv0);
   const argv = masquerade ? [masquerade, ...args] : args;
-  if (!masquerade && (args.length === 0 || args[0]!.startsWith("-"))) {
+  if (!masquerade && (args.length === 0 || args[0]!.startsWith("-") || args[0] === "bench")) {
     const { runCli } = await import("./commands.ts");
     return runCli(args, env);
   }
