@@ -7,8 +7,8 @@ import { KILN, KilnInstance, ok, run, sha256File, workload } from "./support.ts"
 
 const objects = (dir: string) => readdirSync(join(dir, "src")).filter((f) => f.endsWith(".o")).sort();
 
-function make(dir: string, cc: string, env: Record<string, string | undefined>) {
-  return run(["make", "-C", join(dir, "src"), "-j2", "linux", `CC=${cc}`], { env, timeoutMs: 300_000 });
+function make(dir: string, cc: string, env: Record<string, string | undefined>, extra: string[] = []) {
+  return run(["make", "-C", join(dir, "src"), "-j2", "linux", `CC=${cc}`, ...extra], { env, timeoutMs: 300_000 });
 }
 
 describe("lua5.4", () => {
@@ -32,6 +32,7 @@ describe("lua5.4", () => {
     expect(make(kilnDir, `${KILN} gcc -std=gnu99`, k.env).exitCode).toBe(0);
     const warm = k.stats();
     expect(warm.cache_hits).toEqual({ C: names.length });
+    expect(warm.direct_hits).toBe(names.length);
     expect(warm.cache_misses_total).toBe(0);
     for (const o of names) expect(sha256File(join(kilnDir, "src", o))).toBe(sha256File(join(plainDir, "src", o)));
     const lua = run([join(kilnDir, "src", "lua"), "-e", "print(6 * 7)"]);
@@ -54,5 +55,28 @@ describe("lua5.4", () => {
     const code = await build.exited;
     expect(code).toBe(0);
     expect(run([join(dir, "src", "lua"), "-e", "print('ok')"]).stdout).toBe("ok\n");
+  }, 300_000);
+
+  test("two checkouts built with -g share every hit through KILN_BASEDIRS, and only through it", () => {
+    const first = workload("lua5.4");
+    const second = workload("lua5.4");
+    for (const basedirs of [`${first}:${second}`, undefined]) {
+      const k = new KilnInstance(basedirs ? { KILN_BASEDIRS: basedirs } : {});
+      for (const dir of [first, second]) {
+        ok(["make", "-C", join(dir, "src"), "clean"]);
+        expect(make(dir, `${KILN} gcc -std=gnu99`, k.env, ["MYCFLAGS=-g"]).exitCode).toBe(0);
+        if (dir === first) k.zero();
+      }
+      const s = k.stats();
+      const n = objects(second).length;
+      if (basedirs) {
+        expect(s.cache_hits).toEqual({ C: n });
+        expect(s.direct_hits).toBe(n);
+        expect(run([join(second, "src", "lua"), "-e", "print(1 + 1)"]).stdout).toBe("2\n");
+      } else {
+        // -g records the working directory, so without basedirs the checkouts do not share.
+        expect(s.cache_misses_total).toBe(n);
+      }
+    }
   }, 300_000);
 });
