@@ -177,7 +177,8 @@ describe("arguments that take a value are never inputs", () => {
     expect(r.language).toBe("c");
     expect(outputsOf(r)).toEqual(["object:foo.o", "dep:foo.d"]);
     expect(r.keyArgs).toEqual(["-x", "c", "-MD", "--sysroot=/s", "--param=max-inline-insns-single=5"]);
-    expect(r.keyExtras).toEqual(['dep-targets=[["MT","t"]]']);
+    expect(r.keyExtras).toEqual([]);
+    expect(r.depTargets).toEqual({ targets: '[["MT","t"]]', regenerate: ["-MD", "-MT", "t"] });
   });
 
   test("-include-pch names an extra input (refused when the file does not exist)", () => {
@@ -299,7 +300,12 @@ describe("key and preprocessing arguments", () => {
       "-imacros", "m.h", "-DX=1", "-D", "Y", "-UZ", "-iprefix", "p/", "-iwithprefix", "w", "-iwithprefixbefore", "wb",
       "-Wall", "-fPIC",
     ]);
-    expect(r.keyExtras).toEqual(['dep-targets=[["MT","t1"],["MQ","t2"]]']);
+    // The targets stay out of the key: a hit for other targets regenerates the .d.
+    expect(r.keyExtras).toEqual([]);
+    expect(r.depTargets).toEqual({
+      targets: '[["MT","t1"],["MQ","t2"]]',
+      regenerate: ["-MD", "-MP", "-MT", "t1", "-MQ", "t2"],
+    });
     expect(r.debugInfo).toBe(false);
   });
 
@@ -308,8 +314,12 @@ describe("key and preprocessing arguments", () => {
     const mmd = compile(["-c", "-MMD", "a.c", "-o", "o/a.o"]);
     expect(md.keyArgs).toEqual(["-MD"]);
     expect(mmd.keyArgs).toEqual(["-MMD"]);
-    expect(md.keyExtras).toEqual(["dep-target-object=o/a.o"]);
-    expect(compile(["-c", "-MD", "a.c"]).keyExtras).toEqual(["dep-target-object=a.o"]);
+    expect(md.dependencies).toBe("all");
+    expect(mmd.dependencies).toBe("user");
+    expect(md.depTargets).toEqual({ targets: '[["MQ","o/a.o"]]', regenerate: ["-MD", "-MQ", "o/a.o"] });
+    expect(compile(["-c", "-MD", "a.c"]).depTargets?.targets).toBe('[["MQ","a.o"]]');
+    // -MG cannot be regenerated with -E: its targets stay keyed.
+    expect(compile(["-c", "-MD", "-MG", "a.c"]).keyExtras).toEqual(["dep-target-object=a.o"]);
   });
 
   test("-Wp,-MD is taken apart; other -Wp and -Xpreprocessor arguments stay in both", () => {
@@ -321,6 +331,7 @@ describe("key and preprocessing arguments", () => {
     ]);
     expect(x.preprocessorArgs).toEqual([]);
     expect(x.keyExtras).toEqual(['dep-targets=[["MT","t"]]']);
+    expect(x.depTargets).toBeUndefined();
   });
 
   test("stray dependency options are keyed when no dependency file is written", () => {

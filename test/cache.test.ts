@@ -285,6 +285,27 @@ describe("C++, clang, dependency files, split DWARF", () => {
     }
   });
 
+  test("one source built into two object directories: a hit, with the second target's own .d", () => {
+    for (const compiler of ["gcc", "clang"]) {
+      const k = new KilnInstance();
+      const dir = scratch();
+      write(dir, PROJECT);
+      // As CMake writes it for a library built twice (two targets, two object directories).
+      const call = (target: string) => {
+        const o = `CMakeFiles/${target}.dir/b.c.o`;
+        mkdirSync(join(dir, `CMakeFiles/${target}.dir`), { recursive: true });
+        return ["-Iinc", "-MD", "-MT", o, "-MF", `${o}.d`, "-c", "b.c", "-o", o];
+      };
+      ok([KILN, compiler, ...call("lib")], { cwd: dir, env: k.env });
+      const second = call("lib_with_a_much_longer_target_name");
+      const r = compileBoth(k, dir, compiler, second, [second.at(-1)!, `${second.at(-1)}.d`]);
+      expect(r.viaKiln.exitCode).toBe(0);
+      expect(r.same).toBe(true);
+      expect(k.stats().cache_hits_total).toBe(1);
+      expect(k.stats().cache_misses_total).toBe(1);
+    }
+  });
+
   test("-MMD without -MF writes the .d next to the object, with this call's target", () => {
     const k = new KilnInstance();
     const dir = scratch();

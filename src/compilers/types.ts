@@ -81,6 +81,12 @@ export interface CFamilyCompile {
    * -Wp,-MD) or "user" ones only (-MMD: system headers left out).
    */
   dependencies?: "all" | "user";
+  /**
+   * Set when the dependency file's targets can be left out of the key: `targets` names this
+   * call's targets, and `regenerate` are the options that make the compiler write the same
+   * file with them in a preprocessing-only run, for a hit stored with other targets.
+   */
+  depTargets?: { targets: string; regenerate: string[] };
   /** The arguments after response-file expansion (for logging and later issues). */
   expandedArgs: string[];
 }

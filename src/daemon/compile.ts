@@ -1,7 +1,8 @@
 // One compiler call, end to end: parse; try direct mode (manifest, no preprocessor); else
 // preprocess and key the text; on a miss compile and store; record what direct mode needs.
 
-import { statSync } from "node:fs";
+import { readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { findCompiler } from "../client/find-compiler.ts";
 import type { CompileCall } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
@@ -74,6 +75,7 @@ export class CompileService {
   private readonly identities = new CompilerIdentities();
   private readonly compilers = new Map<string, string>();
   private readonly searchLists = new Map<string, SearchDirs>();
+  private regenerated = 0;
   readonly digests = new FileDigests();
   /**
    * Writes still under way, by key. Replies go out before their writes land; a read of the
@@ -249,7 +251,13 @@ export class CompileService {
     }
     const files: { path: string; data: Uint8Array }[] = [];
     for (const [i, out] of parsed.outputs.entries()) {
-      const data = out.kind === "dep" ? norm.restoreDepFile(entry.outputs[i]!.data) : entry.outputs[i]!.data;
+      let data: Uint8Array | undefined = entry.outputs[i]!.data;
+      if (out.kind === "dep") {
+        data =
+          parsed.depTargets && entry.depTargets !== parsed.depTargets.targets
+            ? await this.regenerateDepFile(job)
+            : norm.restoreDepFile(data);
+      }
       if (!data) return undefined;
       files.push({ path: out.path, data });
     }
@@ -262,6 +270,29 @@ export class CompileService {
     this.deps.stats.hit(parsed.language, kind, performance.now() - job.started);
     this.deps.log.debug(`${kind} hit ${key} ${parsed.source}`);
     return { kind: "done", exitCode: 0, stdout: entry.stdout, stderr: entry.stderr };
+  }
+
+  /**
+   * The dependency file this call would write, from a preprocessing-only run: for a hit
+   * stored by a compile of the same source for other targets (another object directory).
+   * Undefined if the run fails (the caller then compiles).
+   */
+  private async regenerateDepFile(job: Job): Promise<Uint8Array | undefined> {
+    const { compiler, parsed, call } = job;
+    const tmp = `${tmpdir()}/kiln-${process.pid}-${++this.regenerated}.d`;
+    try {
+      const run = await runCaptured(
+        [compiler, ...parsed.preprocessorArgs, ...parsed.depTargets!.regenerate, "-MF", tmp, "-E", "-o", "/dev/null", parsed.source],
+        { cwd: call.cwd, env: call.env },
+      );
+      if (run.exitCode !== 0) return undefined;
+      this.deps.log.debug(`dependency file of ${parsed.source} regenerated for ${parsed.depTargets!.targets}`);
+      return readFileSync(tmp);
+    } catch {
+      return undefined;
+    } finally {
+      rmSync(tmp, { force: true });
+    }
   }
 
   /** A blob from storage, or undefined on a miss or a read error (counted and logged). */
@@ -348,6 +379,7 @@ export class CompileService {
         outputs: parsed.outputs.map((o, i) => ({ kind: o.kind, data: o.kind === "dep" ? norm.depFile(data[i]!) : data[i]! })),
         stdout: result.stdout,
         stderr: result.stderr,
+        ...(parsed.depTargets ? { depTargets: parsed.depTargets.targets } : {}),
       }),
     );
   }

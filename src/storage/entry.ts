@@ -25,6 +25,8 @@ export interface ResultEntry {
   outputs: { kind: OutputKind; data: Uint8Array }[];
   stdout: Uint8Array;
   stderr: Uint8Array;
+  /** The targets the stored dependency file names (see CFamilyCompile.depTargets). */
+  depTargets?: string;
 }
 
 /** Below this, compression costs more than it saves. */
@@ -114,6 +116,7 @@ interface ResultMeta {
   outputs: { kind: OutputKind; size: number }[];
   stdout: number;
   stderr: number;
+  depTargets?: string;
 }
 
 export function encodeResult(entry: ResultEntry): Uint8Array {
@@ -122,6 +125,7 @@ export function encodeResult(entry: ResultEntry): Uint8Array {
     stdout: entry.stdout.length,
     stderr: entry.stderr.length,
   };
+  if (entry.depTargets !== undefined) meta.depTargets = entry.depTargets;
   const payload = packSections(meta, [...entry.outputs.map((o) => o.data), entry.stdout, entry.stderr]);
   return sealEntry(EntryKind.Result, payload);
 }
@@ -137,5 +141,6 @@ export function decodeResult(blob: Uint8Array): ResultEntry {
     outputs: meta.outputs.map((o, i) => ({ kind: o.kind, data: sections[i]! })),
     stdout: sections[n]!,
     stderr: sections[n + 1]!,
+    ...(typeof meta.depTargets === "string" ? { depTargets: meta.depTargets } : {}),
   };
 }

@@ -455,6 +455,8 @@ class Scan {
   ppDep: { kind: "-MD" | "-MMD"; file: string } | undefined;
   depFile: string | undefined;
   readonly depTargets: DepTarget[] = [];
+  /** -MP, -MG, -MV given as driver options, in order. */
+  readonly depShape: string[] = [];
   /** Dependency options as written, for the key when no dependency file is written. */
   readonly strayDepTokens: string[] = [];
 
@@ -632,11 +634,13 @@ class Scan {
         this.keyOnly(arg);
         return;
       case "-MP":
+        this.depShape.push(arg);
         this.keyOnly(arg);
         return;
       case "-MG":
       case "-MV":
         // They shape the .d; the -E run must not see them (gcc rejects -MG there).
+        this.depShape.push(arg);
         this.keyOnly(arg);
         return;
       case "-P":
@@ -971,7 +975,10 @@ export function parseCFamilyArgs(args: string[], ctx: ParseContext): ParsedCall 
   if (depPath === undefined) keyArgs.push(...s.strayDepTokens);
 
   const keyExtras: string[] = [];
-  if (depPath !== undefined) {
+  // The .d starts with its targets: this call's -MT/-MQ, or the object path quoted as by -MQ.
+  const targets: DepTarget[] = s.depTargets.length > 0 ? s.depTargets : [["MQ", object]];
+  const regenerable = s.ppDep === undefined && s.driverDep !== undefined && s.depShape.every((f) => f === "-MP");
+  if (depPath !== undefined && !regenerable) {
     keyExtras.push(
       s.depTargets.length > 0 ? `dep-targets=${JSON.stringify(s.depTargets)}` : `dep-target-object=${object}`,
     );
@@ -1005,6 +1012,12 @@ export function parseCFamilyArgs(args: string[], ctx: ParseContext): ParsedCall 
   };
   if (depPath !== undefined) {
     result.dependencies = (s.ppDep?.kind ?? s.driverDep) === "-MMD" ? "user" : "all";
+    if (regenerable) {
+      result.depTargets = {
+        targets: JSON.stringify(targets),
+        regenerate: [s.driverDep!, ...s.depShape, ...targets.flatMap(([kind, value]) => [`-${kind}`, value])],
+      };
+    }
   }
   return result;
 }

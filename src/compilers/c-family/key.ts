@@ -5,7 +5,7 @@ import type { CFamilyCompile } from "../types.ts";
 import type { CompilerIdentity } from "../identity.ts";
 
 /** Bump when anything about how keys are computed or entries are laid out changes. */
-export const KEY_VERSION = "kiln-c-2";
+export const KEY_VERSION = "kiln-c-3";
 
 /**
  * Environment variables that change what the compiler writes or prints. Include-path
