@@ -159,6 +159,17 @@ describe("a build never fails because of Kiln", () => {
     expect(s.stderr).toContain("size");
   });
 
+  test("a client that was meant to be a daemon never starts daemons itself (no fork loops)", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    cSource(dir);
+    const r = run([KILN, "gcc", "-c", "a.c"], { cwd: dir, env: { ...k.env, KILN_DAEMON_CHILD: "1" } });
+    expect(r.exitCode).toBe(0);
+    expect(existsSync(join(dir, "a.o"))).toBe(true);
+    expect(r.stderr).toContain("not starting another");
+    expect(k.daemonPid()).toBeUndefined();
+  });
+
   test("the compiler's own failure passes through unchanged when the daemon is unreachable", () => {
     const k = new KilnInstance();
     chmodSync(k.root, 0o755);

@@ -8,6 +8,12 @@ import { KilnError } from "../util/errors.ts";
 import { exchange, selfCommand } from "./client.ts";
 import { encodeJson, Kind } from "../ipc/wire.ts";
 
+/**
+ * Set in the environment of a daemon being started. A process that has it and still ends
+ * up as a client (a wrapper that lost the daemon flag) must not start daemons in turn.
+ */
+export const DAEMON_CHILD_ENV = "KILN_DAEMON_CHILD";
+
 const START_TIMEOUT_MS = 10_000;
 const LOCK_HOLDER_GRACE_MS = 2_000;
 
@@ -20,10 +26,13 @@ export async function startDaemon(
   } catch (e) {
     return { ok: false, message: e instanceof KilnError ? e.message : String(e) };
   }
+  if (env[DAEMON_CHILD_ENV]) {
+    return { ok: false, message: "kiln was started as a daemon but did not run as one; not starting another" };
+  }
   rmSync(paths.startError, { force: true });
   const child = Bun.spawn([...selfCommand(), "--internal-daemon"], {
     cwd: "/",
-    env,
+    env: { ...env, [DAEMON_CHILD_ENV]: "1" },
     stdio: ["ignore", "ignore", "ignore"],
     detached: true,
   });
