@@ -3,6 +3,9 @@
 // CommonJS output keeps each module's `node:` imports inside its lazy initialiser, so a cache
 // hit never loads what only the daemon needs (an ESM bundle hoists them all to the top), and
 // bytecode spares the parse on every start. Both matter: the client starts once per compile.
+// No .env or bunfig.toml autoloading: Bun would read every directory from / down to the
+// build's cwd looking for them on each start, and a project's .env would change Kiln's own
+// environment.
 
 import { $ } from "bun";
 
@@ -12,6 +15,6 @@ const targets = [
 ] as const;
 
 for (const [entry, out] of targets) {
-  await $`bun build --compile --format=cjs --bytecode --minify ${entry} --outfile ${out}`.quiet();
+  await $`bun build --compile --format=cjs --bytecode --minify --no-compile-autoload-dotenv --no-compile-autoload-bunfig ${entry} --outfile ${out}`.quiet();
   console.log(`built ${out}`);
 }

@@ -149,6 +149,18 @@ describe("C compiles through kiln", () => {
     expect(s.not_cacheable["cache disabled (KILN_NO_CACHE)"]).toBe(1);
   });
 
+  test("a project's .env file does not change Kiln's settings", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    write(dir, { ...PROJECT, ".env": "KILN_NO_CACHE=1\nKILN_RECACHE=1\n" });
+    ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
+    ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
+    const s = k.stats();
+    expect(s.cache_hits_total).toBe(1);
+    expect(s.forced_recaches).toBe(0);
+    expect(s.non_cacheable_calls).toBe(0);
+  });
+
   test("non-cacheable calls run unchanged and are counted under their reason", () => {
     const k = new KilnInstance();
     const dir = scratch();
