@@ -16,8 +16,8 @@ import { CompilerIdentities, isCFamilyName, isCxxDriverName, type CompilerIdenti
 import { runCaptured, type Captured } from "../compilers/process.ts";
 import type { CFamilyCompile, Language, NotCacheableReason } from "../compilers/types.ts";
 import type { CacheStorage } from "../storage/types.ts";
-import { CorruptEntry, decodeResult, encodeResult, type ResultEntry } from "../storage/entry.ts";
-import { FileDigests } from "./file-digests.ts";
+import { CorruptEntry, decodeResult, encodeResult, entryChecksum, type ResultEntry } from "../storage/entry.ts";
+import { FileDigests, SizedCache } from "./file-digests.ts";
 import type { Logger } from "./log.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
 import type { Stats } from "./stats.ts";
@@ -35,6 +35,9 @@ const NO_PREPROCESSING: ReadonlySet<Language> = new Set([
   "objective-c-cpp-output",
   "objective-c++-cpp-output",
 ]);
+
+/** Stored (compressed) bytes of parsed manifests kept in memory; parsed, about ten times that. */
+const MANIFEST_CACHE_BYTES = 2 * 1024 * 1024;
 
 function truthy(value: string | undefined): boolean {
   return value !== undefined && value !== "" && !/^(0|false|no|off)$/i.test(value);
@@ -75,6 +78,7 @@ export class CompileService {
   private readonly identities = new CompilerIdentities();
   private readonly compilers = new Map<string, string>();
   private readonly searchLists = new Map<string, SearchDirs>();
+  private readonly manifests = new SizedCache<{ sum: bigint; manifest: Manifest }>(MANIFEST_CACHE_BYTES);
   private regenerated = 0;
   readonly digests = new FileDigests();
   /**
@@ -329,8 +333,23 @@ export class CompileService {
     return this.decode(key, decodeResult);
   }
 
+  /**
+   * Manifests are read on every direct hit; parsing one costs more than the rest of the
+   * check. Parsed ones are kept while the stored blob's checksum (in its header) is the same.
+   */
   private getManifest(key: string, waitForWrite = true): Promise<Manifest | undefined> {
-    return this.decode(key, decodeManifest, waitForWrite);
+    return this.decode(
+      key,
+      (blob) => {
+        const sum = entryChecksum(blob);
+        const known = this.manifests.get(key);
+        if (known && sum !== undefined && known.sum === sum) return known.manifest;
+        const manifest = decodeManifest(blob);
+        if (sum !== undefined) this.manifests.set(key, { sum, manifest }, blob.length);
+        return manifest;
+      },
+      waitForWrite,
+    );
   }
 
   /** Tracks background work that ends in a write of `key` (see `pending`). */

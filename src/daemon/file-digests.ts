@@ -53,6 +53,33 @@ class BoundedMap<V> {
   }
 }
 
+/** A Map bounded by the summed sizes its callers give for its values; oldest go first. */
+export class SizedCache<V> {
+  private readonly map = new Map<string, { value: V; size: number }>();
+  private total = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): V | undefined {
+    return this.map.get(key)?.value;
+  }
+
+  set(key: string, value: V, size: number): void {
+    const old = this.map.get(key);
+    if (old) {
+      this.total -= old.size;
+      this.map.delete(key);
+    }
+    if (size > this.maxBytes) return;
+    this.map.set(key, { value, size });
+    this.total += size;
+    for (const [k, v] of this.map) {
+      if (this.total <= this.maxBytes) break;
+      this.map.delete(k);
+      this.total -= v.size;
+    }
+  }
+}
+
 export function digestBytes(bytes: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
 }
@@ -140,6 +167,7 @@ export class FileDigests {
    * `rel` with `..` is answered by a plain stat (listings cannot follow it through symlinks).
    */
   exists(dir: string, rel: string, memo: Map<string, Set<string> | null>): boolean {
+    if (!rel.includes("/")) return rel !== ".." && (this.listing(dir, memo)?.has(rel) ?? false);
     if (rel.includes("..")) return statSync(`${dir}/${rel}`, { throwIfNoEntry: false }) !== undefined;
     let current = dir;
     for (const part of rel.split("/")) {

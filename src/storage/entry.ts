@@ -47,6 +47,12 @@ export function sealEntry(kind: EntryKind, payload: Uint8Array): Uint8Array {
   return blob;
 }
 
+/** The checksum a blob's header records for its payload (identifies the content). */
+export function entryChecksum(blob: Uint8Array): bigint | undefined {
+  if (blob.length < HEADER_BYTES) return undefined;
+  return new DataView(blob.buffer, blob.byteOffset, blob.byteLength).getBigUint64(12, true);
+}
+
 export function openEntry(kind: EntryKind, blob: Uint8Array): Uint8Array {
   if (blob.length < HEADER_BYTES) throw new CorruptEntry(`entry too short (${blob.length} bytes)`);
   if (blob[0] !== MAGIC[0] || blob[1] !== MAGIC[1] || blob[2] !== MAGIC[2]) throw new CorruptEntry("bad magic");
