@@ -3,17 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { KILN, KilnInstance, ok, run, scratch, sha256File } from "./support.ts";
-
-function write(dir: string, files: Record<string, string>): void {
-  for (const [name, body] of Object.entries(files)) {
-    mkdirSync(join(dir, name, ".."), { recursive: true });
-    writeFileSync(join(dir, name), body);
-  }
-  // A file stamped within a few clock ticks of a compile's start counts as written during
-  // it, and is not recorded for direct mode (see CLOCK_SLACK_MS).
-  Bun.sleepSync(30);
-}
+import { KILN, KilnInstance, ok, run, scratch, sha256File, writeFiles } from "./support.ts";
 
 /** Compiles through kiln and returns the object's digest. */
 function compile(k: KilnInstance, dir: string, args: string[], compiler = "gcc"): string {
@@ -31,12 +21,21 @@ function plain(dir: string, args: string[], compiler = "gcc"): string {
   return sha256File(join(dir, `${o}.plain`));
 }
 
+/** A `gcc` early in PATH that logs each call, so a test can see which runs happened. */
+function loggingGcc(): { bin: string; log: string } {
+  const bin = scratch("bin-");
+  const log = join(bin, "calls.log");
+  writeFileSync(join(bin, "gcc"), `#!/bin/sh\necho "$*" >> ${log}\nexec /usr/bin/gcc "$@"\n`, { mode: 0o755 });
+  return { bin, log };
+}
+const calls = (log: string) => readFileSync(log, "utf8").trim().split("\n");
+
 describe("direct mode", () => {
   test("a repeated compile is a direct hit; the object matches a plain compile", () => {
     for (const compiler of ["gcc", "clang++"]) {
       const k = new KilnInstance();
       const dir = scratch();
-      write(dir, {
+      writeFiles(dir, {
         "inc/h.h": "#define H 3\n",
         "a.c": '#include "h.h"\n#include <stdio.h>\nint a(void) { return H; }\n',
       });
@@ -54,7 +53,7 @@ describe("direct mode", () => {
   test("touching a header keeps the hit; changing it misses once, then hits again", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
+    writeFiles(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
     const args = ["-Iinc", "-c", "a.c", "-o", "a.o"];
     compile(k, dir, args);
     const later = new Date(Date.now() + 5000);
@@ -62,7 +61,7 @@ describe("direct mode", () => {
     compile(k, dir, args);
     expect(k.stats().direct_hits).toBe(1);
 
-    write(dir, { "inc/h.h": "#define H 4\n" });
+    writeFiles(dir, { "inc/h.h": "#define H 4\n" });
     const changed = compile(k, dir, args);
     expect(changed).toBe(plain(dir, args));
     let s = k.stats();
@@ -73,7 +72,7 @@ describe("direct mode", () => {
     s = k.stats();
     expect(s.direct_hits).toBe(2);
     // And going back to the old header finds the old variant, still without preprocessing.
-    write(dir, { "inc/h.h": "#define H 3\n" });
+    writeFiles(dir, { "inc/h.h": "#define H 3\n" });
     compile(k, dir, args);
     expect(k.stats().direct_hits).toBe(3);
   });
@@ -81,7 +80,7 @@ describe("direct mode", () => {
   test("a header that shadows the one used, earlier on the include path, is a miss", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, {
+    writeFiles(dir, {
       "inc2/h.h": "#define H 2\n",
       "src/a.c": '#include "h.h"\nint a(void) { return H; }\n',
     });
@@ -91,12 +90,12 @@ describe("direct mode", () => {
     compile(k, dir, args);
     expect(k.stats().direct_hits).toBe(1);
 
-    write(dir, { "inc1/h.h": "#define H 1\n" }); // earlier -I directory
+    writeFiles(dir, { "inc1/h.h": "#define H 1\n" }); // earlier -I directory
     expect(compile(k, dir, args)).toBe(plain(dir, args));
     expect(k.stats().direct_hits).toBe(1);
     expect(k.stats().cache_misses_total).toBe(2);
 
-    write(dir, { "src/h.h": "#define H 0\n" }); // the includer's own directory comes first for "h.h"
+    writeFiles(dir, { "src/h.h": "#define H 0\n" }); // the includer's own directory comes first for "h.h"
     expect(compile(k, dir, args)).toBe(plain(dir, args));
     expect(k.stats().direct_hits).toBe(1);
     expect(k.stats().cache_misses_total).toBe(3);
@@ -105,10 +104,10 @@ describe("direct mode", () => {
   test("a shadowing directory that did not exist yet is a miss too", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { "inc2/h.h": "#define H 2\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
+    writeFiles(dir, { "inc2/h.h": "#define H 2\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
     const args = ["-Inot-yet", "-Iinc2", "-c", "a.c", "-o", "a.o"];
     compile(k, dir, args);
-    write(dir, { "not-yet/h.h": "#define H 9\n" });
+    writeFiles(dir, { "not-yet/h.h": "#define H 9\n" });
     expect(compile(k, dir, args)).toBe(plain(dir, args));
     expect(k.stats().direct_hits).toBe(0);
   });
@@ -116,7 +115,7 @@ describe("direct mode", () => {
   test("a file using __TIME__ is never served by direct mode; __DATE__ is, on the same day", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, {
+    writeFiles(dir, {
       "t.h": "static const char *built_at = __TIME__;\n",
       "t.c": '#include "t.h"\nconst char *when(void) { return built_at; }\n',
       "d.c": "const char *day(void) { return __DATE__; }\n",
@@ -131,7 +130,7 @@ describe("direct mode", () => {
   test("a header modified after the compile started is not recorded", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { "h.h": "#define H 1\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
+    writeFiles(dir, { "h.h": "#define H 1\n", "a.c": '#include "h.h"\nint a(void) { return H; }\n' });
     // An mtime in the future is what a header written during the compile looks like.
     const future = new Date(Date.now() + 3_600_000);
     utimesSync(join(dir, "h.h"), future, future);
@@ -146,7 +145,7 @@ describe("direct mode", () => {
   test("-Wp, and -Xpreprocessor arguments turn direct mode off for that call", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { "a.c": "int a(void) { return X; }\n" });
+    writeFiles(dir, { "a.c": "int a(void) { return X; }\n" });
     for (let i = 0; i < 2; i++) compile(k, dir, ["-Wp,-DX=4", "-c", "a.c", "-o", "a.o"]);
     const s = k.stats();
     expect(s.direct_hits).toBe(0);
@@ -156,24 +155,59 @@ describe("direct mode", () => {
   test("a precompiled header is part of what direct mode checks", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { "pch.h": "#define P 1\n", "a.c": "int a(void) { return P; }\n" });
+    writeFiles(dir, { "pch.h": "#define P 1\n", "a.c": "int a(void) { return P; }\n" });
     ok(["gcc", "-x", "c-header", "pch.h", "-o", "pch.h.gch"], { cwd: dir });
     const args = ["-include", "pch.h", "-c", "a.c", "-o", "a.o"];
     compile(k, dir, args);
     compile(k, dir, args);
     expect(k.stats().direct_hits).toBe(1);
     // A new .gch built from a different header: the old result must not come back.
-    write(dir, { "other.h": "#define P 2\n" });
+    writeFiles(dir, { "other.h": "#define P 2\n" });
     ok(["gcc", "-x", "c-header", "other.h", "-o", "pch.h.gch"], { cwd: dir });
     const obj = compile(k, dir, args);
     expect(obj).toBe(plain(dir, args));
     expect(k.stats().direct_hits).toBe(1);
   });
 
+  test("a header under a subdirectory that shadows the one used is a miss", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    mkdirSync(join(dir, "inc1"), { recursive: true });
+    writeFiles(dir, { "inc2/sub/h.h": "#define H 2\n", "a.c": '#include "sub/h.h"\nint a(void) { return H; }\n' });
+    const args = ["-Iinc1", "-Iinc2", "-c", "a.c", "-o", "a.o"];
+    compile(k, dir, args);
+    compile(k, dir, args);
+    expect(k.stats().direct_hits).toBe(1);
+    writeFiles(dir, { "inc1/sub/h.h": "#define H 1\n" });
+    expect(compile(k, dir, args)).toBe(plain(dir, args));
+    expect(k.stats().direct_hits).toBe(1);
+  });
+
+  test("a .d for another target is made once, then kept: the next build runs no preprocessor", () => {
+    const { bin, log } = loggingGcc();
+    const k = new KilnInstance();
+    const env = { ...k.env, PATH: `${bin}:${process.env.PATH}` };
+    const dir = scratch();
+    writeFiles(dir, { "h.h": "#define H 1\n", "t.c": '#include "h.h"\nint t(void) { return H; }\n' });
+    const call = (target: string) => ["-MD", "-MT", `${target}/t.o`, "-MF", `${target}/t.o.d`, "-c", "t.c", "-o", `${target}/t.o`];
+    for (const t of ["one", "two"]) mkdirSync(join(dir, t));
+    ok([KILN, "gcc", ...call("one")], { cwd: dir, env });
+    writeFileSync(log, "");
+    ok([KILN, "gcc", ...call("two")], { cwd: dir, env }); // a hit; its .d is regenerated
+    expect(calls(log).filter((c) => c.includes(" -E ")).length).toBe(1);
+    const dep = readFileSync(join(dir, "two/t.o.d"), "utf8");
+    writeFileSync(log, "");
+    ok(["rm", join(dir, "two/t.o"), join(dir, "two/t.o.d")]);
+    ok([KILN, "gcc", ...call("two")], { cwd: dir, env });
+    expect(readFileSync(log, "utf8")).toBe("");
+    expect(readFileSync(join(dir, "two/t.o.d"), "utf8")).toBe(dep);
+    expect(k.stats().direct_hits).toBe(2);
+  });
+
   test("KILN_DIRECT=0 turns direct mode off: hits are preprocessed ones", () => {
     const k = new KilnInstance({ KILN_DIRECT: "0" });
     const dir = scratch();
-    write(dir, { "a.c": "int a(void) { return 1; }\n" });
+    writeFiles(dir, { "a.c": "int a(void) { return 1; }\n" });
     compile(k, dir, ["-c", "a.c", "-o", "a.o"]);
     compile(k, dir, ["-c", "a.c", "-o", "a.o"]);
     const s = k.stats();
@@ -184,7 +218,7 @@ describe("direct mode", () => {
   test("dep files from a direct hit are byte-identical to a plain compile's", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\n#include <stdlib.h>\nint a(void) { return H; }\n' });
+    writeFiles(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\n#include <stdlib.h>\nint a(void) { return H; }\n' });
     const args = ["-Iinc", "-MD", "-MP", "-c", "a.c", "-o", "a.o"];
     ok(["gcc", ...args], { cwd: dir });
     const dep = readFileSync(join(dir, "a.d"), "utf8");
@@ -196,21 +230,12 @@ describe("direct mode", () => {
 });
 
 describe("depend mode (KILN_DEPEND=1)", () => {
-  /** A `gcc` early in PATH that logs each call, so a test can see which runs happened. */
-  function loggingGcc(): { bin: string; log: string } {
-    const bin = scratch("bin-");
-    const log = join(bin, "calls.log");
-    writeFileSync(join(bin, "gcc"), `#!/bin/sh\necho "$*" >> ${log}\nexec /usr/bin/gcc "$@"\n`, { mode: 0o755 });
-    return { bin, log };
-  }
-  const calls = (log: string) => readFileSync(log, "utf8").trim().split("\n");
-
   test("with -MD a miss runs only the compile; hits and misses stay right", () => {
     const { bin, log } = loggingGcc();
     const k = new KilnInstance({ KILN_DEPEND: "1" });
     const env = { ...k.env, PATH: `${bin}:${process.env.PATH}` };
     const dir = scratch();
-    write(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\n#include <stdio.h>\nint a(void) { return H; }\n' });
+    writeFiles(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\n#include <stdio.h>\nint a(void) { return H; }\n' });
     const args = ["-Iinc", "-MD", "-c", "a.c", "-o", "a.o"];
     // Runs that touch the source (the daemon also asks the compiler for its search list).
     const sourceRuns = () => calls(log).filter((c) => c.includes("a.c"));
@@ -220,7 +245,7 @@ describe("depend mode (KILN_DEPEND=1)", () => {
     expect(k.stats().direct_hits).toBe(1);
     expect(sourceRuns().length).toBe(1); // a hit runs nothing
 
-    write(dir, { "inc/h.h": "#define H 4\n" });
+    writeFiles(dir, { "inc/h.h": "#define H 4\n" });
     ok([KILN, "gcc", ...args], { cwd: dir, env });
     expect(sourceRuns().length).toBe(2);
     expect(sha256File(join(dir, "a.o"))).toBe(plain(dir, args));
@@ -234,10 +259,10 @@ describe("depend mode (KILN_DEPEND=1)", () => {
   test("a shadowing header in the source's directory is still a miss", () => {
     const k = new KilnInstance({ KILN_DEPEND: "1" });
     const dir = scratch();
-    write(dir, { "inc/h.h": "#define H 3\n", "src/a.c": '#include "h.h"\nint a(void) { return H; }\n' });
+    writeFiles(dir, { "inc/h.h": "#define H 3\n", "src/a.c": '#include "h.h"\nint a(void) { return H; }\n' });
     const args = ["-Iinc", "-MD", "-c", "src/a.c", "-o", "a.o"];
     compile(k, dir, args);
-    write(dir, { "src/h.h": "#define H 7\n" });
+    writeFiles(dir, { "src/h.h": "#define H 7\n" });
     expect(compile(k, dir, args)).toBe(plain(dir, args));
     expect(k.stats().direct_hits).toBe(0);
   });
@@ -246,7 +271,7 @@ describe("depend mode (KILN_DEPEND=1)", () => {
     const { bin, log } = loggingGcc();
     const k = new KilnInstance({ KILN_DEPEND: "1" });
     const dir = scratch();
-    write(dir, { "a.c": "#include <stdio.h>\nint a(void) { return 1; }\n" });
+    writeFiles(dir, { "a.c": "#include <stdio.h>\nint a(void) { return 1; }\n" });
     ok([KILN, "gcc", "-MMD", "-c", "a.c", "-o", "a.o"], { cwd: dir, env: { ...k.env, PATH: `${bin}:${process.env.PATH}` } });
     expect(calls(log).some((c) => c.includes(" -E "))).toBe(true);
   });
@@ -256,7 +281,7 @@ describe("KILN_BASEDIRS", () => {
   test("two checkouts with absolute paths and debug info share hits only with basedirs", () => {
     const copies = [scratch("co-a-"), scratch("co-b-")];
     for (const c of copies) {
-      write(c, {
+      writeFiles(c, {
         "include/h.h": "#define H 3\n",
         "src/a.c": '#include "h.h"\n#include <stdio.h>\nint a(void) { return H; }\n',
       });
@@ -285,7 +310,7 @@ describe("KILN_BASEDIRS", () => {
 test("an include path that fails to preprocess compiles for real, with the compiler's error", () => {
   const k = new KilnInstance();
   const dir = scratch();
-  write(dir, { "a.c": '#include "missing.h"\nint a;\n' });
+  writeFiles(dir, { "a.c": '#include "missing.h"\nint a;\n' });
   const viaKiln = k.kiln(["gcc", "-c", "a.c", "-o", "a.o"], { cwd: dir });
   const direct = run(["gcc", "-c", "a.c", "-o", "a.o"], { cwd: dir });
   expect(viaKiln.exitCode).toBe(direct.exitCode);

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { findCompiler } from "../client/find-compiler.ts";
 import type { CompileCall } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
-import { parseCFamilyArgs } from "../compilers/c-family/args.ts";
+import { parseCFamilyArgs, runsPreprocessor } from "../compilers/c-family/args.ts";
 import { directEligible, findVariant, localDate, recordVariant, type DirectContext } from "../compilers/c-family/direct.ts";
 import { hashCommon, KeyHasher } from "../compilers/c-family/key.ts";
 import { decodeManifest, encodeManifest, withVariant, type Manifest, type ManifestVariant } from "../compilers/c-family/manifest.ts";
@@ -14,7 +14,7 @@ import { parseDepFile } from "../compilers/c-family/depfile.ts";
 import { parseSearchDirs, pchFiles, scanPreprocessed, type SearchDirs } from "../compilers/c-family/preprocessed.ts";
 import { CompilerIdentities, isCFamilyName, isCxxDriverName, type CompilerIdentity } from "../compilers/identity.ts";
 import { runCaptured, type Captured } from "../compilers/process.ts";
-import type { CFamilyCompile, Language, NotCacheableReason } from "../compilers/types.ts";
+import type { CFamilyCompile, NotCacheableReason } from "../compilers/types.ts";
 import type { CacheStorage } from "../storage/types.ts";
 import { CorruptEntry, decodeResult, encodeResult, entryChecksum, type ResultEntry } from "../storage/entry.ts";
 import { FileDigests, SizedCache } from "./file-digests.ts";
@@ -27,14 +27,6 @@ export type CompileReply =
   /** The client runs the compiler itself, with its own stdio (non-cacheable calls). */
   | { kind: "run-local"; compiler: string };
 
-/** Languages whose source is already the compiler's input: no preprocessing to do. */
-const NO_PREPROCESSING: ReadonlySet<Language> = new Set([
-  "assembler",
-  "cpp-output",
-  "c++-cpp-output",
-  "objective-c-cpp-output",
-  "objective-c++-cpp-output",
-]);
 
 /** Stored (compressed) bytes of parsed manifests kept in memory; parsed, about ten times that. */
 const MANIFEST_CACHE_BYTES = 2 * 1024 * 1024;
@@ -158,7 +150,7 @@ export class CompileService {
     const preprocessStarted = Date.now();
     let text: Uint8Array;
     let preprocessed: Captured | undefined;
-    if (NO_PREPROCESSING.has(parsed.language)) {
+    if (!runsPreprocessor(parsed.language)) {
       const d = this.digests.file(absolute(call.cwd, parsed.source));
       if (!d) return this.compileUncached(job);
       text = new TextEncoder().encode(d.digest);
@@ -259,7 +251,7 @@ export class CompileService {
       if (out.kind === "dep") {
         data =
           parsed.depTargets && entry.depTargets !== parsed.depTargets.targets
-            ? await this.regenerateDepFile(job)
+            ? await this.depFileForTargets(job, key)
             : norm.restoreDepFile(data);
       }
       if (!data) return undefined;
@@ -274,6 +266,28 @@ export class CompileService {
     this.deps.stats.hit(parsed.language, kind, performance.now() - job.started);
     this.deps.log.debug(`${kind} hit ${key} ${parsed.source}`);
     return { kind: "done", exitCode: 0, stdout: entry.stdout, stderr: entry.stderr };
+  }
+
+  /**
+   * The .d for this call's targets when the result entry holds one for other targets: kept
+   * as an entry of its own (key: result + targets), made once by `regenerateDepFile`. A source
+   * compiled into many targets (a test helper linked into every test) then costs one
+   * preprocessing run per target, not one per build.
+   */
+  private async depFileForTargets(job: Job, resultKey: string): Promise<Uint8Array | undefined> {
+    const { parsed, norm } = job;
+    const targets = parsed.depTargets!.targets;
+    const key = `${new KeyHasher().field("dep file of", resultKey).field("targets", targets).hex()}d`;
+    const stored = await this.lookup(key);
+    const only = stored?.outputs.length === 1 && stored.outputs[0]!.kind === "dep" ? stored.outputs[0]!.data : undefined;
+    const restored = only && norm.restoreDepFile(only);
+    if (restored) return restored;
+    const fresh = await this.regenerateDepFile(job);
+    if (fresh) {
+      const none = new Uint8Array();
+      this.put(key, () => encodeResult({ outputs: [{ kind: "dep", data: norm.depFile(fresh) }], stdout: none, stderr: none, depTargets: targets }));
+    }
+    return fresh;
   }
 
   /**
