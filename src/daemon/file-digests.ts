@@ -11,6 +11,12 @@ import { readdirSync, readFileSync, statSync, type Stats } from "node:fs";
  */
 const RACY_MS = 1000;
 
+/** Directory listings consulted for an answer: path -> the listing object (null: no directory). */
+export type Listings = Map<string, Set<string> | null>;
+
+/** Stands for an answer no listing backs (a plain stat): it never compares as unchanged. */
+const NOT_TRACKABLE: Set<string> = new Set();
+
 export interface FileDigest {
   /** sha256 of the content, hex. */
   digest: string;
@@ -139,9 +145,12 @@ export class FileDigests {
    * The names in a directory, from memory while its stat data is unchanged. `memo` holds what
    * one request has already looked at, so each directory is stat'ed once per request.
    */
-  private listing(dir: string, memo: Map<string, Set<string> | null>): Set<string> | null {
+  private listing(dir: string, memo: Map<string, Set<string> | null>, touched?: Listings): Set<string> | null {
     const seen = memo.get(dir);
-    if (seen !== undefined) return seen;
+    if (seen !== undefined) {
+      touched?.set(dir, seen);
+      return seen;
+    }
     const st = statSync(dir, { throwIfNoEntry: false });
     let names: Set<string> | null = null;
     if (st?.isDirectory()) {
@@ -159,20 +168,57 @@ export class FileDigests {
       }
     }
     memo.set(dir, names);
+    touched?.set(dir, names);
     return names;
+  }
+
+  /**
+   * Whether each directory's listing is still the very object recorded (cached listings are
+   * replaced, never changed, when a directory changes; racy ones are fresh every time).
+   */
+  unchanged(recorded: Listings, memo: Map<string, Set<string> | null>): boolean {
+    for (const [dir, names] of recorded) if (this.listing(dir, memo) !== names) return false;
+    return true;
   }
 
   /**
    * Whether `dir/rel` exists, walking `rel` one component at a time through cached listings.
    * `rel` with `..` is answered by a plain stat (listings cannot follow it through symlinks).
    */
-  exists(dir: string, rel: string, memo: Map<string, Set<string> | null>): boolean {
-    if (!rel.includes("/")) return rel !== ".." && (this.listing(dir, memo)?.has(rel) ?? false);
-    if (rel.includes("..")) return statSync(`${dir}/${rel}`, { throwIfNoEntry: false }) !== undefined;
+  /**
+   * The shortest leading part of `rel` that is missing under `dir` ("a" when dir/a does not
+   * exist, "a/b" when a exists but not a/b; "" when `dir` itself is missing). Recording that
+   * instead of `rel` says the same and less: nothing under a missing name exists. Undefined
+   * when all of dir/rel exists.
+   */
+  missingPrefix(dir: string, rel: string, memo: Map<string, Set<string> | null>): string | undefined {
+    if (rel.includes("..")) return this.exists(dir, rel, memo) ? undefined : rel;
+    if (this.listing(dir, memo) === null) return "";
+    let current = dir;
+    const parts = rel.split("/").filter((p) => p !== "" && p !== ".");
+    for (let i = 0; i < parts.length; i++) {
+      const names = this.listing(current, memo);
+      if (!names || !names.has(parts[i]!)) return parts.slice(0, i + 1).join("/");
+      current = current === "/" ? `/${parts[i]}` : `${current}/${parts[i]}`;
+    }
+    return undefined;
+  }
+
+  exists(dir: string, rel: string, memo: Map<string, Set<string> | null>, touched?: Listings): boolean {
+    if (rel === "") {
+      // The directory itself (a search directory that did not exist).
+      touched?.set(dir, NOT_TRACKABLE);
+      return statSync(dir, { throwIfNoEntry: false }) !== undefined;
+    }
+    if (!rel.includes("/")) return rel !== ".." && (this.listing(dir, memo, touched)?.has(rel) ?? false);
+    if (rel.includes("..")) {
+      touched?.set(`${dir}/${rel}`, NOT_TRACKABLE);
+      return statSync(`${dir}/${rel}`, { throwIfNoEntry: false }) !== undefined;
+    }
     let current = dir;
     for (const part of rel.split("/")) {
       if (part === "" || part === ".") continue;
-      const names = this.listing(current, memo);
+      const names = this.listing(current, memo, touched);
       if (!names || !names.has(part)) return false;
       current = current === "/" ? `/${part}` : `${current}/${part}`;
     }

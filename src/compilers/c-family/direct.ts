@@ -4,19 +4,13 @@
 // it first. A miss falls back to preprocessor mode, which records a new variant.
 
 import { statSync } from "node:fs";
-import type { FileDigest, FileDigests } from "../../daemon/file-digests.ts";
+import type { FileDigest, FileDigests, Listings } from "../../daemon/file-digests.ts";
 import type { PathNormalizer } from "../basedirs.ts";
-import type { CFamilyCompile, Language } from "../types.ts";
+import type { CFamilyCompile } from "../types.ts";
+import { runsPreprocessor } from "./args.ts";
 import type { Manifest, ManifestVariant } from "./manifest.ts";
 import { shadowCandidates, type IncludedFile, type SearchDirs } from "./preprocessed.ts";
 
-const NOT_PREPROCESSED: ReadonlySet<Language> = new Set([
-  "assembler",
-  "cpp-output",
-  "c++-cpp-output",
-  "objective-c-cpp-output",
-  "objective-c++-cpp-output",
-]);
 
 /**
  * Direct mode needs a preprocessing step it can stand in for, and arguments it understands:
@@ -24,7 +18,7 @@ const NOT_PREPROCESSED: ReadonlySet<Language> = new Set([
  * reads in ways the manifest would not see.
  */
 export function directEligible(parsed: CFamilyCompile): boolean {
-  if (NOT_PREPROCESSED.has(parsed.language)) return false;
+  if (!runsPreprocessor(parsed.language)) return false;
   return !parsed.preprocessorArgs.some((a) => a.startsWith("-Wp,") || a === "-Xpreprocessor");
 }
 
@@ -58,6 +52,9 @@ function resolve(ctx: DirectContext, normalized: string): string | undefined {
   return p.startsWith("/") ? p : p === "" ? ctx.cwd : `${ctx.cwd}/${p}`;
 }
 
+/** Per absent-name list of a (memory-cached) manifest: the directory listings it last passed against. */
+const passed = new WeakMap<string[], { dir: string; listings: Listings }>();
+
 /** The first variant whose files are unchanged and whose shadowing names are still absent. */
 export function findVariant(m: Manifest, ctx: DirectContext): ManifestVariant | undefined {
   const memo = new Map<string, Set<string> | null>();
@@ -75,7 +72,12 @@ export function findVariant(m: Manifest, ctx: DirectContext): ManifestVariant | 
     for (const [dir, names] of v.absent) {
       const abs = resolve(ctx, dir);
       if (abs === undefined) continue variants;
-      for (const name of names) if (ctx.digests.exists(abs, name, memo)) continue variants;
+      // Absence only changes with a listing: skip names whose listings are the ones they passed.
+      const last = passed.get(names);
+      if (last?.dir === abs && ctx.digests.unchanged(last.listings, memo)) continue;
+      const listings: Listings = new Map();
+      for (const name of names) if (ctx.digests.exists(abs, name, memo, listings)) continue variants;
+      passed.set(names, { dir: abs, listings });
     }
     return v;
   }
@@ -158,11 +160,20 @@ export function recordVariant(
     if (!names) candidates.set(dir, (names = new Set()));
     names.add(name);
   }
-  const variant: ManifestVariant = {
-    result,
-    files,
-    absent: [...candidates].map(([dir, names]) => [ctx.norm.path(dir), [...names]]),
-  };
+  // Each name shrinks to its shortest missing leading part: one "bits" stands for every
+  // bits/... header a directory lacks, one "" for everything under a missing directory.
+  const absent: [string, string[]][] = [];
+  for (const [dir, names] of candidates) {
+    const abs = dir === "" ? ctx.cwd : dir.startsWith("/") ? dir : `${ctx.cwd}/${dir}`;
+    const short = new Set<string>();
+    for (const name of names) {
+      const prefix = ctx.digests.missingPrefix(abs, name, memo);
+      if (prefix !== undefined) short.add(prefix);
+    }
+    if (short.size === 0) continue;
+    absent.push([ctx.norm.path(dir), short.has("") ? [""] : [...short]]);
+  }
+  const variant: ManifestVariant = { result, files, absent };
   if (stamps.length > 0) variant.stamps = stamps;
   if (usesDate) variant.date = localDate(ctx.env);
   return { variant };
