@@ -26,6 +26,12 @@ import { Logger } from "./log.ts";
 import { Stats, type StatsJson } from "./stats.ts";
 import { tryLock } from "./lock.ts";
 
+/** After this long without requests the daemon runs a full GC (a build's burst is over). */
+const GC_WHEN_QUIET_MS = 500;
+
+/** During a busy stretch, an asynchronous GC every this many requests keeps the peak down. */
+const GC_EVERY_REQUESTS = 8;
+
 /** How long shutdown waits for compiles in flight and cache writes before giving up on them. */
 const DRAIN_TIMEOUT_MS = 60_000;
 
@@ -87,6 +93,8 @@ class Daemon {
   private inflight = 0;
   private readonly background = new Set<Promise<unknown>>();
   private idleTimer: Timer | undefined;
+  private gcTimer: Timer | undefined;
+  private served = 0;
   private closing: Promise<void> | undefined;
   private resolveFinished!: () => void;
 
@@ -195,6 +203,8 @@ class Daemon {
       })
       .finally(() => {
         this.inflight -= 1;
+        // Between bursts the quiet-moment GC runs; during a long build, collect now and then.
+        if (++this.served % GC_EVERY_REQUESTS === 0) Bun.gc(false);
         this.armIdleTimer();
       });
   }
@@ -242,12 +252,21 @@ class Daemon {
 
   private armIdleTimer(): void {
     this.disarmIdleTimer();
+    if (this.inflight === 0 && !this.closing) {
+      // A quiet moment: collect garbage and hand freed memory back to the system.
+      this.gcTimer ??= setTimeout(() => {
+        this.gcTimer = undefined;
+        if (this.inflight === 0) Bun.gc(true);
+      }, GC_WHEN_QUIET_MS);
+    }
     const seconds = this.config.idleTimeoutSec;
     if (seconds <= 0 || this.inflight > 0 || this.closing) return;
     this.idleTimer = setTimeout(() => void this.close(`idle for ${seconds} s`), seconds * 1000);
   }
 
   private disarmIdleTimer(): void {
+    if (this.gcTimer) clearTimeout(this.gcTimer);
+    this.gcTimer = undefined;
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
   }

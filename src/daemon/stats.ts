@@ -1,5 +1,6 @@
 // Counters for `kiln -s`, kept per daemon lifetime (like sccache's server) and zeroed by `-z`.
 
+import { readFileSync } from "node:fs";
 import type { Language, NotCacheableReason } from "../compilers/types.ts";
 
 export type HitKind = "direct" | "preprocessed";
@@ -32,6 +33,9 @@ export interface StatsJson {
   cache_entries: number | null;
   max_cache_size: number | null;
   daemon_pid: number;
+  /** Resident memory of the daemon when the stats were taken, and its peak so far. */
+  daemon_rss_bytes: number;
+  daemon_peak_rss_bytes: number | null;
   started_at: string;
 }
 
@@ -137,8 +141,20 @@ export class Stats {
       cache_entries: cache.entries ?? null,
       max_cache_size: cache.maxSize ?? null,
       daemon_pid: process.pid,
+      daemon_rss_bytes: process.memoryUsage.rss(),
+      daemon_peak_rss_bytes: peakRss(),
       started_at: this.startedAt.toISOString(),
     };
+  }
+}
+
+/** VmHWM from /proc (Linux); null elsewhere. */
+function peakRss(): number | null {
+  try {
+    const kb = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
+    return kb ? Number(kb) * 1024 : null;
+  } catch {
+    return null;
   }
 }
 
@@ -191,6 +207,7 @@ export function formatStats(j: StatsJson): string {
     `${"Cache location".padEnd(24)}${j.cache_location}`,
     `${"Cache size".padEnd(24)}${formatBytes(j.cache_size)}${j.cache_entries !== null ? ` (${j.cache_entries} entries)` : ""}`,
     `${"Max cache size".padEnd(24)}${formatBytes(j.max_cache_size)}`,
+    `${"Daemon memory".padEnd(24)}${formatBytes(j.daemon_rss_bytes)} (peak ${formatBytes(j.daemon_peak_rss_bytes)})`,
   );
   return lines.join("\n") + "\n";
 }
