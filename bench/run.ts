@@ -7,7 +7,9 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 
 const repoRoot = resolve(import.meta.dir, "..");
-const TOOL_NAMES = ["plain", "ccache", "sccache", "kiln"] as const;
+const TOOL_NAMES = ["plain", "ccache", "sccache", "kiln", "kiln-depend"] as const;
+/** The tools a run measures unless --tools says otherwise. */
+const DEFAULT_TOOLS: ToolName[] = ["plain", "ccache", "sccache", "kiln"];
 type ToolName = (typeof TOOL_NAMES)[number];
 type Env = Record<string, string>;
 type Phase = "cold" | "warm";
@@ -232,7 +234,7 @@ async function ccacheTool(dir: string): Promise<Tool> {
 }
 
 /** sccache and Kiln share a command line: --start-server, --stop-server, -z, -s --stats-format json. */
-async function serverTool(name: "sccache" | "kiln", bin: string, dir: string, env: Env, cacheDir: string): Promise<Tool> {
+async function serverTool(name: "sccache" | "kiln" | "kiln-depend", bin: string, dir: string, env: Env, cacheDir: string): Promise<Tool> {
   const marker = `KILN_BENCH_TOOL=${dir}`;
   let pids: number[] = [];
   let started = false;
@@ -292,7 +294,8 @@ async function makeTool(name: ToolName, scratch: string, opts: Options): Promise
       };
       return serverTool("sccache", Bun.which("sccache") ?? "sccache", dir, env, env.SCCACHE_DIR);
     }
-    case "kiln": {
+    case "kiln":
+    case "kiln-depend": {
       if (!existsSync(opts.kilnBin)) {
         log(`skipping kiln: ${opts.kilnBin} not found (build it with \`npm run build\`, or pass --kiln PATH)`);
         return null;
@@ -312,8 +315,12 @@ async function makeTool(name: ToolName, scratch: string, opts: Options): Promise
       const runtime = join(dir, "run");
       mkdirSync(runtime, { recursive: true });
       chmodSync(runtime, 0o700);
-      const env = { ...baseEnv(`KILN_BENCH_TOOL=${dir}`), KILN_DIR: join(dir, "cache"), KILN_RUNTIME_DIR: runtime, KILN_IDLE_TIMEOUT: "0" };
-      const tool = await serverTool("kiln", bin, dir, env, env.KILN_DIR);
+      const env = {
+        ...baseEnv(`KILN_BENCH_TOOL=${dir}`), KILN_DIR: join(dir, "cache"), KILN_RUNTIME_DIR: runtime, KILN_IDLE_TIMEOUT: "0",
+        // kiln-depend: depend mode, which skips the preprocessing run on misses of -MD compiles.
+        ...(name === "kiln-depend" ? { KILN_DEPEND: "1" } : {}),
+      };
+      const tool = await serverTool(name, bin, dir, env, env.KILN_DIR);
       tool.version += ` (${opts.kilnBin}, sha256 ${sha}, built ${statSync(opts.kilnBin).mtime.toISOString()})`;
       return tool;
     }
@@ -542,17 +549,19 @@ function workloadReport(name: string, results: Record<string, ToolResult>): stri
   });
   let md = `## ${name}\n\nMedian (min–max) over repetitions. CPU = user+sys of the build and its children, plus the server's for sccache/kiln.\n\n`;
   md += table(["tool", "cold wall s", "warm wall s", "cold CPU s", "warm CPU s", "warm server CPU s", "server peak RSS MB", "1-file hit ms", "hits/misses (cold · warm)"], rows);
-  const kiln = results.kiln;
-  if (kiln && !kiln.error) {
+  const kilns = (["kiln", "kiln-depend"] as const).filter((k) => results[k] && !results[k].error);
+  if (kilns.length) {
     const m = (r: ToolResult | undefined, f: (r: ToolResult) => number[]) => (r && f(r).length ? median(f(r)) : NaN);
     const metrics: [string, (r: ToolResult) => number[]][] = [
       ["cold wall", (r) => r.cold.map((s) => s.wallSec)], ["warm wall", (r) => r.warm.map((s) => s.wallSec)],
       ["cold CPU", (r) => r.cold.map((s) => s.cpuSec)], ["warm CPU", (r) => r.warm.map((s) => s.cpuSec)],
       ["1-file hit", (r) => (r.hit ? [r.hit.medianMs] : [])],
     ];
-    const ratioRows = ["plain", "ccache", "sccache"].filter((b) => results[b] && !results[b].error).map((b) => [
-      `kiln / ${b}`, ...metrics.map(([, f]) => { const x = m(kiln, f) / m(results[b], f); return Number.isFinite(x) ? x.toFixed(2) : "–"; }),
-    ]);
+    const ratioRows = kilns.flatMap((k) =>
+      ["plain", "ccache", "sccache"].filter((b) => results[b] && !results[b].error).map((b) => [
+        `${k} / ${b}`, ...metrics.map(([, f]) => { const x = m(results[k], f) / m(results[b], f); return Number.isFinite(x) ? x.toFixed(2) : "–"; }),
+      ]),
+    );
     md += `\n\nRatios of medians (below 1 means Kiln is faster):\n\n${table(["", ...metrics.map(([n]) => n)], ratioRows)}`;
   } else md += "\n\nNo Kiln results in this run, so no Kiln ratios.";
   const samples = Object.values(results).flatMap((r) => [...r.cold, ...r.warm]);
@@ -572,7 +581,7 @@ function parseOptions(): Options {
   const { values } = parseArgs({
     options: {
       workload: { type: "string", default: "all" },
-      tools: { type: "string", default: TOOL_NAMES.join(",") },
+      tools: { type: "string", default: DEFAULT_TOOLS.join(",") },
       reps: { type: "string" },
       jobs: { type: "string", default: "2" },
       quick: { type: "boolean", default: false },
@@ -583,7 +592,7 @@ function parseOptions(): Options {
     },
   });
   if (values.help) {
-    log("usage: bun bench/run.ts [--workload lua5.4|leveldb|all] [--tools plain,ccache,sccache,kiln] [--reps N] [--jobs N] [--quick] [--timeout SEC] [--kiln PATH] [--keep]");
+    log("usage: bun bench/run.ts [--workload lua5.4|leveldb|all] [--tools plain,ccache,sccache,kiln,kiln-depend] [--reps N] [--jobs N] [--quick] [--timeout SEC] [--kiln PATH] [--keep]");
     process.exit(0);
   }
   const tools = values.tools.split(",").map((t) => t.trim());

@@ -4,14 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, KILN, KilnInstance, ok, run, scratch, sha256File } from "./support.ts";
-
-function write(dir: string, files: Record<string, string>): void {
-  for (const [name, body] of Object.entries(files)) {
-    mkdirSync(join(dir, name, ".."), { recursive: true });
-    writeFileSync(join(dir, name), body);
-  }
-}
+import { alive, KILN, KilnInstance, ok, run, scratch, sha256File, writeFiles } from "./support.ts";
 
 /**
  * Compiles plainly, then through kiln, in the same directory (debug info records it), and
@@ -49,7 +42,7 @@ describe("C compiles through kiln", () => {
   test("a repeated compile is a hit with byte-identical objects; stats count it", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     const args = ["-O2", "-Iinc", "-c", "a.c", "-o", "a.o"];
     const first = compileBoth(k, dir, "gcc", args, ["a.o"]);
     expect(first.viaKiln.exitCode).toBe(0);
@@ -68,13 +61,13 @@ describe("C compiles through kiln", () => {
   test("editing a header misses exactly its dependents; changing a -D misses", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     const build = (extra: string[] = []) => {
       for (const f of ["a", "b", "c"]) ok([KILN, "gcc", "-Iinc", ...extra, "-c", `${f}.c`, "-o", `${f}.o`], { cwd: dir, env: k.env });
     };
     build();
     k.zero();
-    write(dir, { "inc/other.h": "int other(void);\nint other2(void);\n" });
+    writeFiles(dir, { "inc/other.h": "int other(void);\nint other2(void);\n" });
     build();
     let s = k.stats();
     expect(s.cache_misses_total).toBe(2); // b.c and c.c include other.h
@@ -89,16 +82,16 @@ describe("C compiles through kiln", () => {
   test("with -g3 an unused macro is in the debug info, so changing it misses", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     ok([KILN, "gcc", "-g3", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
-    write(dir, { "inc/config.h": "#define SCALE 3\n#define UNUSED_NOTE 2\n" });
+    writeFiles(dir, { "inc/config.h": "#define SCALE 3\n#define UNUSED_NOTE 2\n" });
     const plain = run(["gcc", "-g3", "-Iinc", "-c", "a.c", "-o", "plain.o"], { cwd: dir });
     expect(plain.exitCode).toBe(0);
     ok([KILN, "gcc", "-g3", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
     expect(k.stats().cache_misses_total).toBe(2);
     // Without macro debug info the same edit changes nothing the compiler writes: a hit.
     ok([KILN, "gcc", "-g", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
-    write(dir, { "inc/config.h": "#define SCALE 3\n#define UNUSED_NOTE 3\n" });
+    writeFiles(dir, { "inc/config.h": "#define SCALE 3\n#define UNUSED_NOTE 3\n" });
     ok([KILN, "gcc", "-g", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
     expect(k.stats().cache_hits_total).toBe(1);
   });
@@ -106,7 +99,7 @@ describe("C compiles through kiln", () => {
   test("a compile error: same stderr and exit code as plain gcc, and nothing cached", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { "bad.c": "int f(void) {\n  return undefined_thing;\n}\n" });
+    writeFiles(dir, { "bad.c": "int f(void) {\n  return undefined_thing;\n}\n" });
     const plain = run(["gcc", "-c", "bad.c", "-o", "bad.o"], { cwd: dir });
     const first = k.kiln(["gcc", "-c", "bad.c", "-o", "bad.o"], { cwd: dir });
     const second = k.kiln(["gcc", "-c", "bad.c", "-o", "bad.o"], { cwd: dir });
@@ -125,7 +118,7 @@ describe("C compiles through kiln", () => {
   test("warnings are replayed on a hit, byte for byte", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { "w.c": "int f(int x) { int unused; return x; }\n" });
+    writeFiles(dir, { "w.c": "int f(int x) { int unused; return x; }\n" });
     const plain = run(["gcc", "-Wall", "-c", "w.c"], { cwd: dir });
     expect(plain.stderr).toContain("unused");
     const first = k.kiln(["gcc", "-Wall", "-c", "w.c"], { cwd: dir });
@@ -138,7 +131,7 @@ describe("C compiles through kiln", () => {
   test("KILN_RECACHE recompiles and overwrites; KILN_NO_CACHE bypasses the cache", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
     ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: { ...k.env, KILN_RECACHE: "1" } });
     ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: { ...k.env, KILN_NO_CACHE: "1" } });
@@ -152,7 +145,7 @@ describe("C compiles through kiln", () => {
   test("a project's .env file does not change Kiln's settings", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { ...PROJECT, ".env": "KILN_NO_CACHE=1\nKILN_RECACHE=1\n" });
+    writeFiles(dir, { ...PROJECT, ".env": "KILN_NO_CACHE=1\nKILN_RECACHE=1\n" });
     ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
     ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
     const s = k.stats();
@@ -164,7 +157,7 @@ describe("C compiles through kiln", () => {
   test("non-cacheable calls run unchanged and are counted under their reason", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, { ...PROJECT, "main.c": "int a(int);\nint main(void) { return a(1) == 4 ? 0 : 1; }\n" });
+    writeFiles(dir, { ...PROJECT, "main.c": "int a(int);\nint main(void) { return a(1) == 4 ? 0 : 1; }\n" });
     ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
     ok([KILN, "gcc", "-o", "prog", "main.c", "a.o"], { cwd: dir, env: k.env });
     expect(run([join(dir, "prog")]).exitCode).toBe(0);
@@ -190,7 +183,7 @@ describe("C compiles through kiln", () => {
   test("a corrupt cache entry is recompiled, removed and counted; the output is right", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     ok([KILN, "gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env: k.env });
     const good = sha256File(join(dir, "a.o"));
     ok([KILN, "--stop-server"], { env: k.env }); // flush the write-behind store
@@ -216,7 +209,7 @@ describe("C compiles through kiln", () => {
   test("a truncated cache entry is a miss, not a failed build", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     ok([KILN, "gcc", "-Iinc", "-c", "b.c"], { cwd: dir, env: k.env });
     ok([KILN, "--stop-server"], { env: k.env });
     const results = cacheFiles(join(k.root, "cache"), "r");
@@ -225,6 +218,36 @@ describe("C compiles through kiln", () => {
     const r = k.kiln(["gcc", "-Iinc", "-c", "b.c"], { cwd: dir });
     expect(r.exitCode).toBe(0);
     expect(k.stats().cache_read_errors).toBe(1);
+  });
+
+  test("two daemons sharing one KILN_DIR, compiling the same files at once, corrupt nothing", async () => {
+    const shared = join(scratch(), "shared-cache");
+    const a = new KilnInstance({ KILN_DIR: shared });
+    const b = new KilnInstance({ KILN_DIR: shared });
+    const dirs = [scratch(), scratch()];
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 12; i++) files[`f${i}.c`] = `#include <stdio.h>\nint f${i}(int x) { return x * ${i + 1}; }\n`;
+    for (const d of dirs) writeFiles(d, files);
+    const build = (k: KilnInstance, dir: string) =>
+      Promise.all(
+        Object.keys(files).map((f) => Bun.spawn([KILN, "gcc", "-O2", "-c", f], { cwd: dir, env: k.env }).exited),
+      );
+    const codes = await Promise.all([build(a, dirs[0]!), build(b, dirs[1]!)]);
+    expect(codes.flat().every((c) => c === 0)).toBe(true);
+    for (const k of [a, b]) ok([KILN, "--stop-server"], { env: k.env });
+    // Every entry either daemon wrote reads back intact: a third pass from each side is all hits.
+    for (const [i, k] of [a, b].entries()) {
+      for (const f of Object.keys(files)) ok(["rm", "-f", join(dirs[i]!, f.replace(".c", ".o"))]);
+      await build(k, dirs[i]!);
+      const s = k.stats();
+      expect(s.cache_read_errors).toBe(0);
+      expect(s.cache_hits_total).toBe(12);
+      for (const f of Object.keys(files)) {
+        const o = f.replace(".c", ".o");
+        ok(["gcc", "-O2", "-c", f, "-o", `${o}.plain`], { cwd: dirs[i]! });
+        expect(sha256File(join(dirs[i]!, o))).toBe(sha256File(join(dirs[i]!, `${o}.plain`)));
+      }
+    }
   });
 
   test("the size limit holds: the cache stays under it and recent entries survive", async () => {
@@ -241,7 +264,7 @@ describe("C compiles through kiln", () => {
       });
       return `const unsigned char blob${i}[6000] = {${bytes.join(",")}};\n`;
     };
-    for (let i = 0; i < 30; i++) write(dir, { [`s${i}.c`]: body(i) });
+    for (let i = 0; i < 30; i++) writeFiles(dir, { [`s${i}.c`]: body(i) });
     for (let i = 0; i < 30; i++) ok([KILN, "gcc", "-c", `s${i}.c`], { cwd: dir, env: k.env });
     ok([KILN, "--stop-server"], { env: k.env }); // waits for stores and eviction
     const json = k.statsJson();
@@ -259,7 +282,7 @@ describe("C++, clang, dependency files, split DWARF", () => {
     for (const compiler of ["g++", "clang++"]) {
       const k = new KilnInstance();
       const dir = scratch();
-      write(dir, { "v.cc": "#include <vector>\nint sum(const std::vector<int>& v) { int s = 0; for (int x : v) s += x; return s; }\n" });
+      writeFiles(dir, { "v.cc": "#include <vector>\nint sum(const std::vector<int>& v) { int s = 0; for (int x : v) s += x; return s; }\n" });
       const args = ["-O1", "-std=c++17", "-c", "v.cc", "-o", "v.o"];
       expect(compileBoth(k, dir, compiler, args, ["v.o"]).same).toBe(true);
       const hash = sha256File(join(dir, "v.o"));
@@ -273,7 +296,7 @@ describe("C++, clang, dependency files, split DWARF", () => {
   test("clang C compiles hit too", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     const args = ["-Iinc", "-O2", "-c", "b.c", "-o", "b.o"];
     expect(compileBoth(k, dir, "clang", args, ["b.o"]).same).toBe(true);
     ok([KILN, "clang", ...args], { cwd: dir, env: k.env });
@@ -284,7 +307,7 @@ describe("C++, clang, dependency files, split DWARF", () => {
     for (const compiler of ["gcc", "clang"]) {
       const k = new KilnInstance();
       const dir = scratch();
-      write(dir, PROJECT);
+      writeFiles(dir, PROJECT);
       mkdirSync(join(dir, "build"));
       const args = ["-Iinc", "-MD", "-MP", "-MF", "build/b.d", "-MT", "build/b.o", "-c", "b.c", "-o", "build/b.o"];
       const first = compileBoth(k, dir, compiler, args, ["build/b.o", "build/b.d"]);
@@ -302,7 +325,7 @@ describe("C++, clang, dependency files, split DWARF", () => {
     for (const compiler of ["gcc", "clang"]) {
       const k = new KilnInstance();
       const dir = scratch();
-      write(dir, PROJECT);
+      writeFiles(dir, PROJECT);
       // As CMake writes it for a library built twice (two targets, two object directories).
       const call = (target: string) => {
         const o = `CMakeFiles/${target}.dir/b.c.o`;
@@ -322,7 +345,7 @@ describe("C++, clang, dependency files, split DWARF", () => {
   test("-MMD without -MF writes the .d next to the object, with this call's target", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     mkdirSync(join(dir, "out"));
     const args = ["-Iinc", "-MMD", "-c", "c.c", "-o", "out/c.o"];
     expect(compileBoth(k, dir, "gcc", args, ["out/c.o", "out/c.d"]).same).toBe(true);
@@ -334,7 +357,7 @@ describe("C++, clang, dependency files, split DWARF", () => {
   test("-gsplit-dwarf writes the .dwo on a miss and on a hit", () => {
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     const args = ["-Iinc", "-g", "-gsplit-dwarf", "-c", "a.c", "-o", "a.o"];
     const first = compileBoth(k, dir, "gcc", args, ["a.o", "a.dwo"]);
     expect(first.same).toBe(true);
@@ -350,7 +373,7 @@ describe("C++, clang, dependency files, split DWARF", () => {
     // reference here; what must hold is that the pair comes back together.
     const k = new KilnInstance();
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     const args = ["-Iinc", "--coverage", "-c", "a.c", "-o", "a.o"];
     ok([KILN, "gcc", ...args], { cwd: dir, env: k.env });
     const pair = [sha256File(join(dir, "a.o")), sha256File(join(dir, "a.gcno"))];
@@ -367,7 +390,7 @@ describe("masquerade", () => {
     const bin = scratch("bin-");
     symlinkSync(KILN, join(bin, "gcc"));
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     const env = { ...k.env, PATH: `${bin}:${process.env.PATH}` };
     ok(["gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env });
     ok(["rm", join(dir, "a.o")]);
@@ -387,7 +410,7 @@ describe("masquerade", () => {
     copyFileSync(KILN, join(bin, "gcc"));
     chmodSync(join(bin, "gcc"), 0o755);
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     const env = { ...k.env, PATH: `${bin}:${process.env.PATH}` };
     const r = run(["gcc", "-Iinc", "-c", "a.c"], { cwd: dir, env, timeoutMs: 20_000 });
     expect(r.exitCode).toBe(0);
@@ -403,7 +426,7 @@ describe("masquerade", () => {
     const bin = scratch("bin-");
     symlinkSync(KILN, join(bin, "gcc"));
     const dir = scratch();
-    write(dir, PROJECT);
+    writeFiles(dir, PROJECT);
     const r = run([join(bin, "gcc"), "-c", "a.c"], { cwd: dir, env: { ...k.env, PATH: bin }, timeoutMs: 20_000 });
     expect(r.exitCode).toBe(127);
     expect(r.stderr).toContain("cannot find the compiler 'gcc'");

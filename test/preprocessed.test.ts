@@ -1,22 +1,17 @@
 // What direct mode reads out of a preprocessing run, checked on real gcc and clang output.
 
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { BASE_MARK, PathNormalizer } from "../src/compilers/basedirs.ts";
 import { parseSearchDirs, scanPreprocessed, shadowCandidates } from "../src/compilers/c-family/preprocessed.ts";
-import { run, scratch } from "./support.ts";
+import { run, scratch, writeFiles } from "./support.ts";
 
 function project(): string {
   const dir = scratch();
-  for (const [name, body] of Object.entries({
+  writeFiles(dir, {
     "inc/a.h": '#include "b.h"\n#include <stddef.h>\n',
     "inc/b.h": "#define B 1\n",
     "src/main.c": '#include "a.h"\nint x = B;\n',
-  })) {
-    mkdirSync(join(dir, name, ".."), { recursive: true });
-    writeFileSync(join(dir, name), body);
-  }
+  });
   return dir;
 }
 

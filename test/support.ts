@@ -1,7 +1,7 @@
 // Shared test scaffolding: an isolated Kiln (own cache, own socket directory, own daemon),
 // real compilers, real workloads.
 
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { StatsJson } from "../src/daemon/stats.ts";
@@ -137,6 +137,19 @@ export function workload(name: string, into = scratch("wl-")): string {
   const dest = join(into, name);
   cpSync(src, dest, { recursive: true });
   return dest;
+}
+
+/**
+ * Writes files (creating directories) under `dir`. Then waits a little: a file stamped
+ * within a few clock ticks of a compile's start counts as written during it, and direct
+ * mode does not record it (CLOCK_SLACK_MS), which would make hits depend on timing.
+ */
+export function writeFiles(dir: string, files: Record<string, string>): void {
+  for (const [name, body] of Object.entries(files)) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    writeFileSync(join(dir, name), body);
+  }
+  Bun.sleepSync(30);
 }
 
 export function sha256File(path: string): string {

@@ -329,6 +329,11 @@ const PREPROCESSED: ReadonlySet<Language> = new Set<Language>([
   "assembler-with-cpp",
 ]);
 
+/** Whether a compile of this language runs the preprocessor (.s, .i, .ii do not). */
+export function runsPreprocessor(language: Language): boolean {
+  return PREPROCESSED.has(language);
+}
+
 function notCacheable(reason: NotCacheableReason, detail?: string): NotCacheable {
   return detail === undefined ? { cacheable: false, reason } : { cacheable: false, reason, detail };
 }
