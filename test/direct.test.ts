@@ -1,7 +1,7 @@
 // Direct mode: hits without running the preprocessor, and never a stale one.
 
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KILN, KilnInstance, ok, run, scratch, sha256File, writeFiles } from "./support.ts";
 
@@ -254,6 +254,23 @@ describe("depend mode (KILN_DEPEND=1)", () => {
     const s = k.stats();
     expect(s.direct_hits).toBe(2);
     expect(s.cache_misses_total).toBe(2);
+  });
+
+  test("a call that writes no .d gets one for Kiln alone: no preprocessing run, same object", () => {
+    const { bin, log } = loggingGcc();
+    const k = new KilnInstance({ KILN_DEPEND: "1" });
+    const env = { ...k.env, PATH: `${bin}:${process.env.PATH}` };
+    const dir = scratch();
+    writeFiles(dir, { "inc/h.h": "#define H 3\n", "a.c": '#include "h.h"\n#include <stdio.h>\nint a(void) { return H; }\n' });
+    const args = ["-Iinc", "-O2", "-c", "a.c", "-o", "a.o"];
+    ok([KILN, "gcc", ...args], { cwd: dir, env });
+    const runs = calls(log).filter((c) => c.includes("a.c"));
+    expect(runs.length).toBe(1);
+    expect(runs[0]).toStartWith("-Iinc -O2 -c a.c -o a.o -MD -MF ");
+    expect(readdirSync(dir).sort()).toEqual(["a.c", "a.o", "inc"]); // no .d left behind
+    expect(sha256File(join(dir, "a.o"))).toBe(plain(dir, args));
+    ok([KILN, "gcc", ...args], { cwd: dir, env });
+    expect(k.stats().direct_hits).toBe(1);
   });
 
   test("a shadowing header in the source's directory is still a miss", () => {

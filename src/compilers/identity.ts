@@ -1,8 +1,8 @@
 // A compiler's identity: the digest of its executable's bytes, so an upgraded compiler never
-// answers from entries the old one made. Cached by the file's stat data: a warm hit hashes
-// nothing it has seen unchanged.
+// answers from entries the old one made. The digest comes from the daemon's stat-validated
+// file digests, so a warm hit hashes nothing it has seen unchanged.
 
-import { readFileSync, statSync } from "node:fs";
+import type { FileDigests } from "../daemon/file-digests.ts";
 
 export type Flavor = "gcc" | "clang";
 
@@ -12,24 +12,22 @@ export interface CompilerIdentity {
   flavor: Flavor;
 }
 
-function statKey(path: string): string {
-  const st = statSync(path);
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-}
-
 export class CompilerIdentities {
-  private readonly known = new Map<string, { key: string; identity: CompilerIdentity }>();
+  /** The flavor of each executable we have asked, by its digest. */
+  private readonly flavors = new Map<string, Flavor>();
 
+  constructor(private readonly digests: FileDigests) {}
+
+  /** Throws when the executable cannot be read. */
   async identify(path: string): Promise<CompilerIdentity> {
-    const key = statKey(path);
-    const cached = this.known.get(path);
-    if (cached && cached.key === key) return cached.identity;
-    const bytes = readFileSync(path);
-    const digest = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
-    const flavor = await detectFlavor(path);
-    const identity = { digest, flavor };
-    this.known.set(path, { key, identity });
-    return identity;
+    const file = this.digests.file(path);
+    if (!file) throw new Error(`cannot read the compiler ${path}`);
+    let flavor = this.flavors.get(file.digest);
+    if (!flavor) {
+      flavor = await detectFlavor(path);
+      this.flavors.set(file.digest, flavor);
+    }
+    return { digest: file.digest, flavor };
   }
 }
 

@@ -67,12 +67,13 @@ interface DirectPlan {
 }
 
 export class CompileService {
-  private readonly identities = new CompilerIdentities();
+  readonly digests = new FileDigests();
+  private readonly identities = new CompilerIdentities(this.digests);
   private readonly compilers = new Map<string, string>();
   private readonly searchLists = new Map<string, SearchDirs>();
   private readonly manifests = new SizedCache<{ sum: bigint; manifest: Manifest }>(MANIFEST_CACHE_BYTES);
+  /** Counter for temporary .d file names. */
   private regenerated = 0;
-  readonly digests = new FileDigests();
   /**
    * Writes still under way, by key. Replies go out before their writes land; a read of the
    * same key waits for the write, so a compile right behind another sees what it stored.
@@ -142,7 +143,9 @@ export class CompileService {
         if (reply) return reply;
       }
     }
-    if (direct && this.deps.options.dependMode && parsed.dependencies === "all") {
+    // Depend mode takes a full dependency list from the compile: the call's own -MD file,
+    // or one it asks for when the call writes none (-MMD omits system headers: not that).
+    if (direct && this.deps.options.dependMode && parsed.dependencies !== "user" && runsPreprocessor(parsed.language)) {
       return this.compileInDependMode(job, direct);
     }
 
@@ -201,8 +204,9 @@ export class CompileService {
     return found;
   }
 
-  private async runCompiler(job: Job): Promise<Captured> {
-    const result = await runCaptured([job.compiler, ...job.call.argv.slice(1)], { cwd: job.call.cwd, env: job.call.env });
+  private async runCompiler(job: Job, extraArgs: string[] = []): Promise<Captured> {
+    const argv = [job.compiler, ...job.call.argv.slice(1), ...extraArgs];
+    const result = await runCaptured(argv, { cwd: job.call.cwd, env: job.call.env });
     this.deps.stats.compilerRun(result.ms);
     if (result.exitCode !== 0) this.deps.stats.compileFailure();
     return result;
@@ -422,7 +426,8 @@ export class CompileService {
     const previous = this.pending.get(plan.key);
     const work = (async () => {
       await previous; // one update of a manifest at a time, each on top of the last
-      const { includes, pch } = scanPreprocessed(preprocessed.stdout, job.parsed.source);
+      const { includes } = scanPreprocessed(preprocessed.stdout, job.parsed.source);
+      const pch = pchFiles(preprocessed.stdout);
       const searchDirs = parseSearchDirs(new TextDecoder().decode(preprocessed.stderr));
       const outcome = recordVariant(plan.ctx, includes, pch, searchDirs, resultKey, startedAtMs);
       if ("skipped" in outcome) {
@@ -440,22 +445,32 @@ export class CompileService {
   }
 
   /**
-   * Depend mode: compile straight away, then take the include list from the compiler's own
-   * -MD file instead of a preprocessing run. The result is keyed by the manifest key and
-   * the digests of those files. Which file included which is not in a .d file, so the
-   * shadowing check covers the source's directory and the search path, not the
-   * directories of intermediate headers.
+   * Depend mode: compile straight away, then take the include list from a dependency file
+   * instead of a preprocessing run: the call's own -MD file, or, for a call that writes none,
+   * one it is asked for (`-MD -MF <temporary file>` only adds that file). The result is keyed
+   * by the manifest key and the digests of those files. Which file included which is not in
+   * a .d file, so the shadowing check covers the source's directory and the search path,
+   * not the directories of intermediate headers.
    */
   private async compileInDependMode(job: Job, plan: DirectPlan): Promise<CompileReply> {
     const { parsed, call } = job;
     const startedAtMs = Date.now();
-    const result = await this.runCompiler(job);
+    const ownDepFile = parsed.dependencies === undefined ? `${tmpdir()}/kiln-${process.pid}-${++this.regenerated}.d` : undefined;
+    let result: Captured;
+    let depText: Uint8Array | undefined;
+    try {
+      result = await this.runCompiler(job, ownDepFile ? ["-MD", "-MF", ownDepFile] : []);
+      if (ownDepFile && result.exitCode === 0) depText = readOutputs("/", [ownDepFile])?.[0];
+    } finally {
+      if (ownDepFile) rmSync(ownDepFile, { force: true });
+    }
     if (result.exitCode !== 0) return { kind: "done", ...result };
     this.deps.stats.miss(parsed.language, performance.now() - job.started);
     const data = readOutputs(call.cwd, parsed.outputs.map((o) => o.path));
     const depIndex = parsed.outputs.findIndex((o) => o.kind === "dep");
-    if (!data || depIndex < 0) return { kind: "done", ...result };
-    const deps = parseDepFile(new TextDecoder().decode(data[depIndex]));
+    depText ??= depIndex >= 0 ? data?.[depIndex] : undefined;
+    if (!data || !depText) return { kind: "done", ...result };
+    const deps = parseDepFile(new TextDecoder().decode(depText));
     const includes = deps.filter((d) => d !== parsed.source).map((path) => ({ path, includer: parsed.source }));
     const work = (async () => {
       const outcome = recordVariant(plan.ctx, includes, [], await this.searchDirs(job), "", startedAtMs);

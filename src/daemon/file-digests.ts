@@ -28,8 +28,21 @@ export interface FileDigest {
   usesTimestamp: boolean;
 }
 
-function statKey(st: Stats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+/** What must be unchanged for remembered contents to hold. */
+interface StatKey {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+function statKey(st: Stats): StatKey {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+}
+
+function sameStat(a: StatKey, st: Stats): boolean {
+  return a.ino === st.ino && a.mtimeMs === st.mtimeMs && a.ctimeMs === st.ctimeMs && a.size === st.size && a.dev === st.dev;
 }
 
 /** A Map that forgets its oldest entries past a bound (insertion order is the age). */
@@ -101,8 +114,8 @@ function scanTimeMacros(bytes: Uint8Array): Pick<FileDigest, "usesTime" | "usesD
 }
 
 export class FileDigests {
-  private readonly files: BoundedMap<{ key: string; value: FileDigest }>;
-  private readonly dirs: BoundedMap<{ key: string; names: Set<string> }>;
+  private readonly files: BoundedMap<{ key: StatKey; value: FileDigest }>;
+  private readonly dirs: BoundedMap<{ key: StatKey; names: Set<string> }>;
 
   constructor(
     maxFiles = 200_000,
@@ -121,9 +134,8 @@ export class FileDigests {
   file(path: string): FileDigest | undefined {
     const st = statSync(path, { throwIfNoEntry: false });
     if (!st || !st.isFile()) return undefined;
-    const key = statKey(st);
     const cached = this.files.get(path);
-    if (cached && cached.key === key) return cached.value;
+    if (cached && sameStat(cached.key, st)) return cached.value;
     let bytes: Uint8Array;
     try {
       bytes = readFileSync(path);
@@ -137,7 +149,7 @@ export class FileDigests {
       ...scanTimeMacros(bytes),
     };
     const now = this.now();
-    if (now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.files.set(path, { key, value });
+    if (now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.files.set(path, { key: statKey(st), value });
     return value;
   }
 
@@ -154,9 +166,8 @@ export class FileDigests {
     const st = statSync(dir, { throwIfNoEntry: false });
     let names: Set<string> | null = null;
     if (st?.isDirectory()) {
-      const key = statKey(st);
       const cached = this.dirs.get(dir);
-      if (cached && cached.key === key) names = cached.names;
+      if (cached && sameStat(cached.key, st)) names = cached.names;
       else {
         try {
           names = new Set(readdirSync(dir));
@@ -164,7 +175,7 @@ export class FileDigests {
           names = null;
         }
         const now = this.now();
-        if (names && now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.dirs.set(dir, { key, names });
+        if (names && now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.dirs.set(dir, { key: statKey(st), names });
       }
     }
     memo.set(dir, names);

@@ -29,9 +29,6 @@ import { tryLock } from "./lock.ts";
 /** After this long without requests the daemon runs a full GC (a build's burst is over). */
 const GC_WHEN_QUIET_MS = 500;
 
-/** During a busy stretch, an asynchronous GC every this many requests keeps the peak down. */
-const GC_EVERY_REQUESTS = 8;
-
 /** How long shutdown waits for compiles in flight and cache writes before giving up on them. */
 const DRAIN_TIMEOUT_MS = 60_000;
 
@@ -94,7 +91,6 @@ class Daemon {
   private readonly background = new Set<Promise<unknown>>();
   private idleTimer: Timer | undefined;
   private gcTimer: Timer | undefined;
-  private served = 0;
   private closing: Promise<void> | undefined;
   private resolveFinished!: () => void;
 
@@ -203,8 +199,6 @@ class Daemon {
       })
       .finally(() => {
         this.inflight -= 1;
-        // Between bursts the quiet-moment GC runs; during a long build, collect now and then.
-        if (++this.served % GC_EVERY_REQUESTS === 0) Bun.gc(false);
         this.armIdleTimer();
       });
   }

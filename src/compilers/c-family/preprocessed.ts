@@ -30,53 +30,54 @@ function unescape(text: string): string {
 
 /**
  * Every file a preprocessed text says it entered, in order of first entry, without the
- * source itself; plus the precompiled headers gcc used (`#pragma GCC pch_preprocess`).
+ * source itself, each with the file that included it (undefined: the command line).
+ *
+ * This runs on megabytes of text per compile, so it looks at bytes. Only markers that enter
+ * a file (flag 1) have their path decoded; flag 2 (return) pops. A marker without flags only
+ * renumbers lines, or renames the current file: to a pseudo-file (gcc's `<command-line>`,
+ * whose includes have no includer) and back, or by #line, which does not move where the
+ * file's own #includes are searched and so is ignored.
  */
-export function scanPreprocessed(text: Uint8Array, source: string): { includes: IncludedFile[]; pch: string[] } {
+export function scanPreprocessed(text: Uint8Array, source: string): { includes: IncludedFile[] } {
   const buf = Buffer.from(text.buffer, text.byteOffset, text.byteLength);
   const includes: IncludedFile[] = [];
   const seen = new Set<string>([source]);
-  const pch: string[] = [];
-  const stack: string[] = [];
-  let at = 0;
-  while (at < buf.length) {
+  const stack: (string | undefined)[] = [source];
+  const nextLine = (from: number) => {
+    const i = buf.indexOf("\n#", from);
+    return i < 0 ? -1 : i + 1;
+  };
+  for (let at = buf[0] === 0x23 ? 0 : nextLine(0); at >= 0; at = nextLine(at)) {
+    // A line marker: `# <line> "<file>" <flags>`; the flags follow the last quote.
+    if (buf[at + 1] !== 0x20 || buf[at + 2]! < 0x30 || buf[at + 2]! > 0x39) continue;
     const lineEnd = buf.indexOf(10, at);
     const end = lineEnd < 0 ? buf.length : lineEnd;
-    // A line marker: `# <line> "<file>" <flags>`.
-    if (buf[at] === 0x23 && buf[at + 1] === 0x20 && buf[at + 2]! >= 0x30 && buf[at + 2]! <= 0x39) {
-      const line = buf.toString("utf8", at, end);
-      const open = line.indexOf('"');
-      const close = line.lastIndexOf('"');
-      if (open > 0 && close > open) {
-        const path = unescape(line.slice(open + 1, close));
-        const flags = line.slice(close + 1).trim().split(" ");
-        if (flags.includes("1")) {
-          const includer = stack.at(-1);
-          stack.push(path);
-          if (!isPseudo(path) && !seen.has(path)) {
-            seen.add(path);
-            includes.push({ path, includer: includer === undefined || isPseudo(includer) ? undefined : includer });
-          }
-        } else if (flags.includes("2")) {
-          while (stack.length > 0 && stack.at(-1) !== path) stack.pop();
-          if (stack.length === 0) stack.push(path);
-        } else if (stack.length === 0) {
-          stack.push(path);
-        } else {
-          stack[stack.length - 1] = path;
+    const open = buf.indexOf(0x22, at);
+    const close = buf.lastIndexOf(0x22, end - 1);
+    if (open < 0 || open >= end || close <= open) continue;
+    const flag = buf[close + 1] === 0x20 ? buf[close + 2] : undefined;
+    const decode = () => unescape(buf.toString("utf8", open + 1, close));
+    if (flag === 0x31) {
+      const path = decode();
+      const includer = stack.at(-1);
+      if (isPseudo(path)) {
+        stack.push(undefined);
+      } else {
+        stack.push(path);
+        if (!seen.has(path)) {
+          seen.add(path);
+          includes.push({ path, includer });
         }
       }
-    } else if (buf[at] === 0x23 && buf.toString("latin1", at, at + PCH_PRAGMA.length) === PCH_PRAGMA) {
-      pch.push(unescape(buf.toString("utf8", at + PCH_PRAGMA.length, end).trim().replace(/^"|"$/g, "")));
-    }
-    // Skip to the next line that can be a directive: markers only ever start a line.
-    at = end + 1;
-    if (at < buf.length && buf[at] !== 0x23) {
-      const next = buf.indexOf("\n#", at);
-      at = next < 0 ? buf.length : next + 1;
+    } else if (flag === 0x32) {
+      if (stack.length > 1) stack.pop();
+    } else if (buf[open + 1] === 0x3c) {
+      stack[stack.length - 1] = undefined; // renamed to <built-in>, <command-line>
+    } else if (stack.at(-1) === undefined) {
+      stack[stack.length - 1] = decode(); // back from a pseudo-file to a real one
     }
   }
-  return { includes, pch };
+  return { includes };
 }
 
 /** The precompiled headers gcc used (`#pragma GCC pch_preprocess "x.h.gch"`), fast. */
