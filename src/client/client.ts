@@ -1,6 +1,7 @@
 // The compiler wrapper's hit path: one request to the daemon, replay its answer.
-// Everything here runs on every compile, so it imports only the wire format and paths;
-// the rarely needed parts (starting a daemon, running the compiler itself) load lazily.
+// Everything here runs on every compile, so it imports only the wire format, the paths and
+// the syscall client; the rarely needed parts (starting a daemon, running the compiler
+// itself) load lazily.
 
 import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
 import {
@@ -74,13 +75,10 @@ export async function exchangeEvented(socketPath: string, request: Uint8Array): 
   return promise;
 }
 
-export function selfCommand(): string[] {
-  // A compiled executable embeds its script under /$bunfs; `bun src/cli/kiln.ts` does not.
-  const script = process.argv[1];
-  return script && !script.startsWith("/$bunfs/") ? [process.execPath, script] : [process.execPath];
-}
-
-/** Talks to the daemon, starting it if nobody answers. Undefined when no daemon can be had. */
+/**
+ * Talks to the daemon, starting it if nobody answers. When none can be had, the failed
+ * exchange comes back and `onStartFailure` has heard why.
+ */
 export async function exchangeWithDaemon(
   paths: RuntimePaths,
   request: Uint8Array,

@@ -5,8 +5,14 @@ import { readFileSync, rmSync } from "node:fs";
 import type { RuntimePaths } from "../ipc/paths.ts";
 import { ensurePrivateDir } from "../ipc/private-dir.ts";
 import { KilnError } from "../util/errors.ts";
-import { exchange, selfCommand } from "./client.ts";
+import { exchange } from "./client.ts";
 import { encodeJson, Kind } from "../ipc/wire.ts";
+
+/** How to run this executable again: a compiled one embeds its script under /$bunfs. */
+function selfCommand(): string[] {
+  const script = process.argv[1];
+  return script && !script.startsWith("/$bunfs/") ? [process.execPath, script] : [process.execPath];
+}
 
 /**
  * Set in the environment of a daemon being started. A process that has it and still ends

@@ -27,17 +27,17 @@ export type CompileReply =
   /** The client runs the compiler itself, with its own stdio (non-cacheable calls). */
   | { kind: "run-local"; compiler: string };
 
-
 /** Stored (compressed) bytes of parsed manifests kept in memory; parsed, about ten times that. */
 const MANIFEST_CACHE_BYTES = 2 * 1024 * 1024;
 
+/** Per-call switches (KILN_RECACHE, KILN_NO_CACHE): set and not 0/false/no/off. */
 function truthy(value: string | undefined): boolean {
   return value !== undefined && value !== "" && !/^(0|false|no|off)$/i.test(value);
 }
 
 export interface CompileOptions {
   directMode: boolean;
-  /** On a direct miss of a call that writes a full -MD file, skip the preprocessing run. */
+  /** On a direct miss, compile at once and take the include list from a .d file (no -E run). */
   dependMode: boolean;
   basedirs: readonly string[];
 }
