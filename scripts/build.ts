@@ -9,12 +9,14 @@
 
 import { $ } from "bun";
 
+// kiln's commands and daemon are a second entry point of the same executable, so the code a
+// compile loads is the client alone (see src/cli/kiln.ts).
 const targets = [
-  ["src/cli/kiln.ts", "dist/kiln"],
-  ["src/cli/kiln-dist.ts", "dist/kiln-dist"],
+  [["src/cli/kiln.ts", "src/cli/kiln-tools.ts"], "dist/kiln"],
+  [["src/cli/kiln-dist.ts"], "dist/kiln-dist"],
 ] as const;
 
-for (const [entry, out] of targets) {
-  await $`bun build --compile --format=cjs --bytecode --minify --no-compile-autoload-dotenv --no-compile-autoload-bunfig ${entry} --outfile ${out}`.quiet();
+for (const [entries, out] of targets) {
+  await $`bun build --compile --format=cjs --bytecode --minify --no-compile-autoload-dotenv --no-compile-autoload-bunfig ${entries} --outfile ${out}`.quiet();
   console.log(`built ${out}`);
 }

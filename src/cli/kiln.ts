@@ -2,6 +2,15 @@
 // everything else (stats, server control, the daemon itself) loads lazily.
 
 import { runCompile } from "../client/client.ts";
+import type * as Tools from "./kiln-tools.ts";
+
+/**
+ * The commands and the daemon: a second entry point of the executable. The path is built at
+ * run time so the bundler keeps that code out of this one (0.5 ms less per compile).
+ */
+function tools(): typeof Tools {
+  return require(["./kiln-tools", "ts"].join(".")) as typeof Tools;
+}
 
 function basename(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
@@ -21,14 +30,12 @@ async function main(): Promise<number> {
   const args = process.argv.slice(2);
   if (args.length === 1 && args[0] === DAEMON_FLAG) {
     // Whatever name this executable has (a copy called gcc included), this is the daemon.
-    const { runDaemon } = await import("../daemon/main.ts");
-    return runDaemon(env);
+    return tools().runDaemon(env);
   }
   const masquerade = masqueradeName(process.argv0);
   const argv = masquerade ? [masquerade, ...args] : args;
   if (!masquerade && (args.length === 0 || args[0]!.startsWith("-") || args[0] === "bench")) {
-    const { runCli } = await import("./commands.ts");
-    return runCli(args, env);
+    return tools().runCli(args, env);
   }
   if (env.KILN_INNER) {
     // A compiler Kiln started found Kiln in PATH again: pass straight through.
