@@ -250,6 +250,40 @@ describe("C compiles through kiln", () => {
     }
   });
 
+  // A private mount namespace gives any user a tiny tmpfs to fill.
+  const canMount = run(["unshare", "-rm", "true"]).exitCode === 0;
+  test.skipIf(!canMount)("a full disk under KILN_DIR: writes fail and are counted, builds do not", () => {
+    const k = new KilnInstance();
+    const cache = join(k.root, "cache");
+    mkdirSync(cache, { recursive: true });
+    const dir = scratch();
+    const files = Array.from({ length: 6 }, (_, i) => `big${i}.c`);
+    for (const [i, f] of files.entries()) {
+      // ~24 KB of incompressible data per object: the 64 KiB disk fills after two entries.
+      let x = 0x2545f491 ^ (i + 1);
+      const bytes = Array.from({ length: 24_000 }, () => ((x = (x * 1103515245 + 12345) >>> 0) >>> 16) & 0xff);
+      writeFiles(dir, { [f]: `const unsigned char blob${i}[] = {${bytes.join(",")}};\n` });
+    }
+    const script = [
+      `mount -t tmpfs -o size=64k tmpfs ${cache}`,
+      ...files.map((f) => `${KILN} gcc -c ${f} || exit 1`),
+      `${KILN} -s --stats-format json > stats.json`,
+      `${KILN} --stop-server > /dev/null`,
+    ].join(" && ");
+    const r = run(["unshare", "-rm", "sh", "-c", script], { cwd: dir, env: k.env });
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    const s = JSON.parse(readFileSync(join(dir, "stats.json"), "utf8")).stats;
+    expect(s.cache_misses_total).toBe(6);
+    expect(s.cache_write_errors).toBeGreaterThan(0);
+    expect(readFileSync(k.logFile, "utf8")).toContain("ENOSPC");
+    for (const f of files) {
+      const o = f.replace(".c", ".o");
+      ok(["gcc", "-c", f, "-o", `${o}.plain`], { cwd: dir });
+      expect(sha256File(join(dir, o))).toBe(sha256File(join(dir, `${o}.plain`)));
+    }
+  });
+
   test("the size limit holds: the cache stays under it and recent entries survive", async () => {
     const k = new KilnInstance({ KILN_CACHE_SIZE: "64K" });
     const dir = scratch();

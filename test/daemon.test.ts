@@ -86,6 +86,22 @@ describe("daemon lifecycle", () => {
     expect(readFileSync(k.logFile, "utf8")).toContain("idle for 1 s");
   });
 
+  test("KILN_ERROR_LOG and KILN_LOG choose the log file and how much goes into it", () => {
+    const log = join(scratch(), "logs", "kiln.log");
+    for (const [level, expectDebug] of [["info", false], ["debug", true]] as const) {
+      const k = new KilnInstance({ KILN_ERROR_LOG: log, KILN_LOG: level });
+      const dir = scratch();
+      cSource(dir);
+      ok([KILN, "gcc", "-c", "a.c"], { cwd: dir, env: k.env });
+      ok([KILN, "--stop-server"], { env: k.env });
+      const text = readFileSync(log, "utf8");
+      expect(text).toContain(`listening on ${join(k.root, "run", "daemon.sock")}`);
+      expect(text.includes("DEBUG")).toBe(expectDebug);
+      expect(existsSync(k.logFile)).toBe(false); // not the default place
+      writeFileSync(log, "");
+    }
+  });
+
   test("a client of another protocol version is refused with a clear message", async () => {
     const k = new KilnInstance();
     ok([KILN, "--start-server"], { env: k.env });
