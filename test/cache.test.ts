@@ -128,6 +128,25 @@ describe("C compiles through kiln", () => {
     expect(k.stats().cache_hits_total).toBe(1);
   });
 
+  test("diagnostics keep their colours on a terminal, on a miss and on a hit; none on a pipe", () => {
+    const k = new KilnInstance();
+    const dir = scratch();
+    writeFiles(dir, { "w.c": "int f(int x) { int unused; return x; }\n" });
+    // script(1) gives the command a terminal for stdout and stderr.
+    const onTerminal = () =>
+      run(["script", "-qec", `${KILN} gcc -Wall -c w.c`, "/dev/null"], { cwd: dir, env: k.env }).stdout;
+    const plainOnTerminal = run(["script", "-qec", "gcc -Wall -c w.c", "/dev/null"], { cwd: dir }).stdout;
+    expect(plainOnTerminal).toContain("\x1b[01;35m"); // gcc colours warnings on a terminal
+    for (const output of [onTerminal(), onTerminal()]) {
+      expect(output).toContain("\x1b[01;35m");
+      expect(output).toContain("unused variable");
+    }
+    expect(k.stats().cache_hits_total).toBe(1);
+    const piped = k.kiln(["gcc", "-Wall", "-c", "w.c"], { cwd: dir });
+    expect(piped.stderr).toBe(run(["gcc", "-Wall", "-c", "w.c"], { cwd: dir }).stderr);
+    expect(piped.stderr).not.toContain("\x1b");
+  });
+
   test("KILN_RECACHE recompiles and overwrites; KILN_NO_CACHE bypasses the cache", () => {
     const k = new KilnInstance();
     const dir = scratch();

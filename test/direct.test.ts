@@ -240,7 +240,7 @@ describe("depend mode (KILN_DEPEND=1)", () => {
     // Runs that touch the source (the daemon also asks the compiler for its search list).
     const sourceRuns = () => calls(log).filter((c) => c.includes("a.c"));
     ok([KILN, "gcc", ...args], { cwd: dir, env });
-    expect(sourceRuns()).toEqual(["-Iinc -MD -c a.c -o a.o"]); // no -E run on the miss
+    expect(sourceRuns()).toEqual(["-Iinc -MD -c a.c -o a.o -fdiagnostics-color=always"]); // no -E run on the miss
     ok([KILN, "gcc", ...args], { cwd: dir, env });
     expect(k.stats().direct_hits).toBe(1);
     expect(sourceRuns().length).toBe(1); // a hit runs nothing
@@ -266,7 +266,7 @@ describe("depend mode (KILN_DEPEND=1)", () => {
     ok([KILN, "gcc", ...args], { cwd: dir, env });
     const runs = calls(log).filter((c) => c.includes("a.c"));
     expect(runs.length).toBe(1);
-    expect(runs[0]).toStartWith("-Iinc -O2 -c a.c -o a.o -MD -MF ");
+    expect(runs[0]).toStartWith("-Iinc -O2 -c a.c -o a.o -fdiagnostics-color=always -MD -MF ");
     expect(readdirSync(dir).sort()).toEqual(["a.c", "a.o", "inc"]); // no .d left behind
     expect(sha256File(join(dir, "a.o"))).toBe(plain(dir, args));
     ok([KILN, "gcc", ...args], { cwd: dir, env });

@@ -16,7 +16,7 @@ import {
   type CompileCall,
   type Frame,
 } from "../ipc/wire.ts";
-import { exchangeSync } from "./socket-sync.ts";
+import { exchangeSync, stderrIsTerminal } from "./socket-sync.ts";
 
 export type Exchange =
   | { ok: true; frame: Frame }
@@ -117,7 +117,14 @@ export async function runCompile(argv: string[], env: Record<string, string | un
   const mark = tracer(env);
   mark("main");
   const paths = runtimePaths(env, process.getuid?.() ?? 0);
-  const call: CompileCall = { argv, cwd: process.cwd(), env, self: process.execPath, umask: process.umask() };
+  const call: CompileCall = {
+    argv,
+    cwd: process.cwd(),
+    env,
+    self: process.execPath,
+    umask: process.umask(),
+    stderrTty: stderrIsTerminal(),
+  };
   let startWarning: string | undefined;
   const result = await exchangeWithDaemon(paths, encodeJson(Kind.Compile, call), env, (m) => {
     startWarning = m;

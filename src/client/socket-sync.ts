@@ -23,6 +23,7 @@ const symbols = {
   recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
   close: { args: [FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
+  isatty: { args: [FFIType.i32], returns: FFIType.i32 },
 } as const;
 
 type Libc = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
@@ -80,4 +81,9 @@ export function exchangeSync(socketPath: string, request: Uint8Array): Exchange 
   } finally {
     c.close(fd);
   }
+}
+
+/** Whether the client's stderr is a terminal (compilers colour their diagnostics for one). */
+export function stderrIsTerminal(): boolean {
+  return load()?.isatty(2) === 1;
 }

@@ -12,6 +12,7 @@ import { hashCommon, KeyHasher } from "../compilers/c-family/key.ts";
 import { decodeManifest, encodeManifest, withVariant, type Manifest, type ManifestVariant } from "../compilers/c-family/manifest.ts";
 import { parseDepFile } from "../compilers/c-family/depfile.ts";
 import { parseSearchDirs, pchFiles, scanPreprocessed, type SearchDirs } from "../compilers/c-family/preprocessed.ts";
+import { callerWantsColor, choosesColor, FORCE_COLOR, stripColors } from "../compilers/diagnostics.ts";
 import { CompilerIdentities, isCFamilyName, isCxxDriverName, type CompilerIdentity } from "../compilers/identity.ts";
 import { runCaptured, type Captured } from "../compilers/process.ts";
 import type { CFamilyCompile, NotCacheableReason } from "../compilers/types.ts";
@@ -58,6 +59,8 @@ interface Job {
   parsed: CFamilyCompile;
   norm: PathNormalizer;
   started: number;
+  /** Added to the compile so its stderr has colours (stripped again for non-terminals). */
+  colorArgs: string[];
 }
 
 /** A direct-mode attempt: the manifest's key and how to read paths for this call. */
@@ -83,6 +86,14 @@ export class CompileService {
   constructor(private readonly deps: CompileServiceDeps) {}
 
   async handle(call: CompileCall): Promise<CompileReply> {
+    const reply = await this.handleCall(call);
+    if (reply.kind === "done" && !callerWantsColor(call.stderrTty, call.env)) {
+      return { ...reply, stderr: stripColors(reply.stderr) };
+    }
+    return reply;
+  }
+
+  private async handleCall(call: CompileCall): Promise<CompileReply> {
     const { stats, log } = this.deps;
     const started = performance.now();
     stats.request();
@@ -124,7 +135,14 @@ export class CompileService {
       return notCacheable("unsupported compiler option", "output is not a regular file");
     }
 
-    const job: Job = { call, compiler, parsed, norm: new PathNormalizer(this.deps.options.basedirs, call.cwd, parsed.source), started };
+    const job: Job = {
+      call,
+      compiler,
+      parsed,
+      norm: new PathNormalizer(this.deps.options.basedirs, call.cwd, parsed.source),
+      started,
+      colorArgs: choosesColor(parsed.expandedArgs) ? [] : [FORCE_COLOR],
+    };
     const common = hashCommon(identity, parsed, call.env, job.norm);
     for (const input of parsed.extraInputs) {
       const d = this.digests.file(absolute(call.cwd, input));
@@ -205,7 +223,7 @@ export class CompileService {
   }
 
   private async runCompiler(job: Job, extraArgs: string[] = []): Promise<Captured> {
-    const argv = [job.compiler, ...job.call.argv.slice(1), ...extraArgs];
+    const argv = [job.compiler, ...job.call.argv.slice(1), ...job.colorArgs, ...extraArgs];
     const result = await runCaptured(argv, { cwd: job.call.cwd, env: job.call.env });
     this.deps.stats.compilerRun(result.ms);
     if (result.exitCode !== 0) this.deps.stats.compileFailure();

@@ -36,6 +36,8 @@ export interface CompileCall {
   self: string;
   /** The caller's umask: outputs written from the cache get the mode the compiler would give. */
   umask: number;
+  /** The caller's stderr is a terminal: diagnostics keep their colours. */
+  stderrTty?: boolean;
 }
 
 export type Command =

@@ -5,7 +5,7 @@ import type { CFamilyCompile } from "../types.ts";
 import type { CompilerIdentity } from "../identity.ts";
 
 /** Bump when anything about how keys are computed or entries are laid out changes. */
-export const KEY_VERSION = "kiln-c-3";
+export const KEY_VERSION = "kiln-c-4";
 
 /**
  * Environment variables that change what the compiler writes or prints. Include-path
@@ -15,6 +15,7 @@ export const KEY_VERSION = "kiln-c-3";
 export const KEYED_ENV = [
   "LANG",
   "LC_ALL",
+  "GCC_COLORS",
   "LC_CTYPE",
   "LC_MESSAGES",
   "GCC_COMPARE_DEBUG",
