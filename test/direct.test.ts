@@ -324,6 +324,24 @@ describe("KILN_BASEDIRS", () => {
   });
 });
 
+test("with -ffile-prefix-map, a hit from another checkout is byte-identical to compiling there", () => {
+  const copies = [scratch("co-a-"), scratch("co-b-")];
+  for (const c of copies) {
+    writeFiles(c, {
+      "include/h.h": "#define H 3\n",
+      "src/a.c": '#include "h.h"\n#include <stdio.h>\nconst char *where(void) { return __FILE__; }\nint a(void) { return H; }\n',
+    });
+    mkdirSync(join(c, "build"));
+  }
+  const argsFor = (c: string) => ["-g", `-ffile-prefix-map=${c}=.`, `-I${c}/include`, "-c", `${c}/src/a.c`, "-o", "a.o"];
+  const k = new KilnInstance({ KILN_BASEDIRS: copies.join(":") });
+  for (const c of copies) ok([KILN, "gcc", ...argsFor(c)], { cwd: join(c, "build"), env: k.env });
+  expect(k.stats().direct_hits).toBe(1);
+  const b = copies[1]!;
+  ok(["gcc", ...argsFor(b).slice(0, -1), "plain.o"], { cwd: join(b, "build") });
+  expect(sha256File(join(b, "build", "a.o"))).toBe(sha256File(join(b, "build", "plain.o")));
+});
+
 test("an include path that fails to preprocess compiles for real, with the compiler's error", () => {
   const k = new KilnInstance();
   const dir = scratch();
