@@ -3,6 +3,19 @@
 
 import { $ } from "bun";
 
+// The tests run real compilers and tools; say up front which are missing and how to get them.
+const needed: [command: string, debianPackage: string][] = [
+  ["gcc", "gcc"], ["g++", "g++"], ["clang", "clang"], ["clang++", "clang"], ["make", "make"], ["cmake", "cmake"],
+  ["pgrep", "procps"], ["xz", "xz-utils"], ["script", "bsdutils"], ["unshare", "util-linux"],
+];
+const missing = needed.filter(([command]) => !Bun.which(command));
+if (missing.length > 0) {
+  const packages = [...new Set(missing.map(([, p]) => p))].join(" ");
+  console.error(`npm test: missing ${missing.map(([c]) => c).join(", ")}.`);
+  console.error(`  Install them with: sudo apt-get install -y ${packages}   (or run: bash .ci/run, which does it)`);
+  process.exit(1);
+}
+
 await $`tsc -p .`;
 await $`bun scripts/build.ts`;
 
