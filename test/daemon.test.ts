@@ -77,6 +77,28 @@ describe("daemon lifecycle", () => {
     expect(again.stderr).toContain("no Kiln daemon is running");
   });
 
+  test("--stop-server during a compile lets it finish, then the daemon exits promptly", async () => {
+    const k = new KilnInstance();
+    const bin = scratch("bin-");
+    // A gcc that takes a second: the stop arrives while it runs.
+    writeFileSync(join(bin, "gcc"), "#!/bin/sh\ncase \"$*\" in *-E*) ;; *) sleep 1 ;; esac\nexec /usr/bin/gcc \"$@\"\n", { mode: 0o755 });
+    const dir = scratch();
+    cSource(dir);
+    const env = { ...k.env, PATH: `${bin}:${process.env.PATH}` };
+    ok([KILN, "--start-server"], { env });
+    const pid = k.daemonPid()!;
+    const compile = Bun.spawn([KILN, "gcc", "-c", "a.c"], { cwd: dir, env, stderr: "pipe" });
+    await Bun.sleep(400);
+    const started = performance.now();
+    const stop = Bun.spawn([KILN, "--stop-server"], { env, stdout: "pipe" });
+    expect(await compile.exited).toBe(0);
+    expect(await stop.exited).toBe(0);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(existsSync(join(dir, "a.o"))).toBe(true);
+    expect(await waitFor(() => !alive(pid), 5000)).toBe(true);
+    expect(readFileSync(k.logFile, "utf8")).toContain("stopped");
+  });
+
   test("the daemon exits after KILN_IDLE_TIMEOUT seconds without work", async () => {
     const k = new KilnInstance({ KILN_IDLE_TIMEOUT: "1" });
     ok([KILN, "--start-server"], { env: k.env });

@@ -282,10 +282,10 @@ class Daemon {
     try {
       rmSync(this.paths.socket, { force: true });
     } catch {}
+    // Poll with a real timer: the work being waited for needs the event loop to finish
+    // (a compiler's exit, a socket write), so this wait must never be a microtask loop.
     const deadline = Date.now() + DRAIN_TIMEOUT_MS;
-    while ((this.inflight > 0 || this.background.size > 0) && Date.now() < deadline) {
-      await Promise.race([Promise.allSettled([...this.background]), Bun.sleep(20)]);
-    }
+    while ((this.inflight > 0 || this.background.size > 0) && Date.now() < deadline) await Bun.sleep(20);
     try {
       await this.storage.settle();
     } catch {}
