@@ -60,7 +60,7 @@ export async function runDaemon(env: Record<string, string | undefined>): Promis
   }
   const lock = tryLock(paths.lock);
   if (!lock) return 0; // Another daemon runs (or is starting): it serves.
-  const daemon = new Daemon(paths, config, env);
+  const daemon = new Daemon(paths, config);
   for (const w of warnings) daemon.log.warn(w);
   try {
     daemon.listen();
@@ -97,7 +97,6 @@ class Daemon {
   constructor(
     private readonly paths: RuntimePaths,
     private readonly config: KilnConfig,
-    env: Record<string, string | undefined>,
   ) {
     this.log = new Logger(config.logFile ?? paths.log, config.logLevel);
     this.storage = new DiskStorage(config.cacheDir, config.cacheSize, (m) => this.log.warn(m));
@@ -109,7 +108,6 @@ class Daemon {
       track: (work) => this.track(work),
     });
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
-    void env;
   }
 
   listen(): void {

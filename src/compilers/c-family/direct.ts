@@ -11,7 +11,6 @@ import { runsPreprocessor } from "./args.ts";
 import type { Manifest, ManifestVariant } from "./manifest.ts";
 import { shadowCandidates, type IncludedFile, type SearchDirs } from "./preprocessed.ts";
 
-
 /**
  * Direct mode needs a preprocessing step it can stand in for, and arguments it understands:
  * anything passed straight to the preprocessor (-Wp, -Xpreprocessor) could change what it
