@@ -82,6 +82,8 @@ export class CompileService {
    * same key waits for the write, so a compile right behind another sees what it stored.
    */
   private readonly pending = new Map<string, Promise<unknown>>();
+  /** The last update of each manifest under way (see `addVariant`). */
+  private readonly manifestUpdates = new Map<string, Promise<void>>();
 
   constructor(private readonly deps: CompileServiceDeps) {}
 
@@ -441,9 +443,7 @@ export class CompileService {
 
   /** After the reply: adds this include set to the manifest, unless something forbids it. */
   private recordManifest(plan: DirectPlan, job: Job, preprocessed: Captured, resultKey: string, startedAtMs: number): void {
-    const previous = this.pending.get(plan.key);
     const work = (async () => {
-      await previous; // one update of a manifest at a time, each on top of the last
       const { includes } = scanPreprocessed(preprocessed.stdout, job.parsed.source);
       const pch = pchFiles(preprocessed.stdout);
       const searchDirs = parseSearchDirs(new TextDecoder().decode(preprocessed.stderr));
@@ -457,9 +457,21 @@ export class CompileService {
     this.background(plan.key, work);
   }
 
-  private async addVariant(key: string, variant: ManifestVariant): Promise<void> {
-    const current = await this.getManifest(key, false);
-    await this.put(key, () => encodeManifest(withVariant(current, variant)));
+  /**
+   * Reads the manifest, adds the variant, writes it back: one update per manifest at a time,
+   * each on top of the last, so concurrent compiles of one source do not drop each other's.
+   */
+  private addVariant(key: string, variant: ManifestVariant): Promise<void> {
+    const update = (this.manifestUpdates.get(key) ?? Promise.resolve()).then(async () => {
+      const current = await this.getManifest(key, false);
+      await this.put(key, () => encodeManifest(withVariant(current, variant)));
+    });
+    const settled = update.catch(() => {});
+    this.manifestUpdates.set(key, settled);
+    void settled.then(() => {
+      if (this.manifestUpdates.get(key) === settled) this.manifestUpdates.delete(key);
+    });
+    return update;
   }
 
   /**
