@@ -9,7 +9,7 @@ import type { PathNormalizer } from "../basedirs.ts";
 import type { CFamilyCompile } from "../types.ts";
 import { runsPreprocessor } from "./args.ts";
 import type { Manifest, ManifestVariant } from "./manifest.ts";
-import { shadowCandidates, type IncludedFile, type SearchDirs } from "./preprocessed.ts";
+import { dirname, shadowCandidates, type IncludedFile, type SearchDirs } from "./preprocessed.ts";
 
 /**
  * Direct mode needs a preprocessing step it can stand in for, and arguments it understands:
@@ -45,10 +45,15 @@ export interface DirectContext {
   env: Record<string, string | undefined>;
 }
 
+/** A path or directory as the preprocessor printed it ("" is the cwd), on disk. */
+function onDisk(ctx: DirectContext, printed: string): string {
+  return printed === "" ? ctx.cwd : printed.startsWith("/") ? printed : `${ctx.cwd}/${printed}`;
+}
+
+/** A path stored in a manifest, on disk for this call; undefined if it needs a base we lack. */
 function resolve(ctx: DirectContext, normalized: string): string | undefined {
   const p = ctx.norm.expand(normalized);
-  if (p === undefined) return undefined;
-  return p.startsWith("/") ? p : p === "" ? ctx.cwd : `${ctx.cwd}/${p}`;
+  return p === undefined ? undefined : onDisk(ctx, p);
 }
 
 /** Per absent-name list of a (memory-cached) manifest: the directory listings it last passed against. */
@@ -112,8 +117,7 @@ export function recordVariant(
   let usesDate = false;
   /** `compiled`: a precompiled header, whose macro table names __TIME__ without using it. */
   const note = (path: string, compiled = false): string | undefined => {
-    const abs = path.startsWith("/") ? path : `${ctx.cwd}/${path}`;
-    const d: FileDigest | undefined = ctx.digests.file(abs);
+    const d: FileDigest | undefined = ctx.digests.file(onDisk(ctx, path));
     if (!d) return `${path} is gone`;
     if (d.mtimeMs >= since || d.ctimeMs >= since) return `${path} changed during the compile`;
     if (!compiled) {
@@ -130,13 +134,13 @@ export function recordVariant(
     if (why) return { skipped: why };
     // gcc prefers a valid x.h.gch next to x.h: record it, or that it must not appear.
     const gch = `${inc.path}.gch`;
-    const gchAbs = gch.startsWith("/") ? gch : `${ctx.cwd}/${gch}`;
-    const slash = gch.lastIndexOf("/");
-    if (ctx.digests.exists(slash < 0 ? ctx.cwd : gchAbs.slice(0, gchAbs.lastIndexOf("/")), gch.slice(slash + 1), memo)) {
+    const gchDir = dirname(gch);
+    const gchName = gch.slice(gch.lastIndexOf("/") + 1);
+    if (ctx.digests.exists(onDisk(ctx, gchDir), gchName, memo)) {
       const whyGch = note(gch, true);
       if (whyGch) return { skipped: whyGch };
     } else {
-      absentGch.push([slash < 0 ? "" : gch.slice(0, slash), gch.slice(slash + 1)]);
+      absentGch.push([gchDir, gchName]);
     }
   }
   for (const p of pch) {
@@ -147,7 +151,7 @@ export function recordVariant(
   // one that appeared since may be exactly the shadowing file this check is for.
   let appeared: string | undefined;
   const candidates = shadowCandidates(includes, searchDirs, (dir, name) => {
-    const abs = dir === "" ? ctx.cwd : dir.startsWith("/") ? dir : `${ctx.cwd}/${dir}`;
+    const abs = onDisk(ctx, dir);
     if (!ctx.digests.exists(abs, name, memo)) return false;
     const st = statSync(`${abs}/${name}`, { throwIfNoEntry: false });
     if (!st || st.ctimeMs >= since || st.mtimeMs >= since) appeared ??= dir === "" ? name : `${dir}/${name}`;
@@ -163,7 +167,7 @@ export function recordVariant(
   // bits/... header a directory lacks, one "" for everything under a missing directory.
   const absent: [string, string[]][] = [];
   for (const [dir, names] of candidates) {
-    const abs = dir === "" ? ctx.cwd : dir.startsWith("/") ? dir : `${ctx.cwd}/${dir}`;
+    const abs = onDisk(ctx, dir);
     const short = new Set<string>();
     for (const name of names) {
       const prefix = ctx.digests.missingPrefix(abs, name, memo);

@@ -108,7 +108,8 @@ export function parseSearchDirs(stderr: string): SearchDirs | undefined {
   return { quote: dirsIn(quoteStart, bracketStart), bracket: dirsIn(bracketStart, endMark), missing };
 }
 
-function dirname(path: string): string {
+/** The directory part of a printed path: "" for a bare name (the cwd), "/" for the root. */
+export function dirname(path: string): string {
   const slash = path.lastIndexOf("/");
   return slash < 0 ? "" : slash === 0 ? "/" : path.slice(0, slash);
 }
