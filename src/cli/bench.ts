@@ -6,10 +6,9 @@
 import { mkdtempSync, rmSync, symlinkSync, mkdirSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { sendCommand } from "../client/client.ts";
 import { runtimePaths } from "../ipc/paths.ts";
 import type { StatsJson } from "../daemon/stats.ts";
-import { waitForExit } from "./commands.ts";
+import { sendCommand, waitForExit } from "./commands.ts";
 
 const COMPILER_NAMES = ["cc", "c++", "gcc", "g++", "clang", "clang++"];
 

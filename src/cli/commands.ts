@@ -1,9 +1,10 @@
-// `kiln --flag ...`: stats, daemon control, help. Loaded only when the first argument is an
-// option, so compiler calls never pay for it.
+// `kiln --flag ...` and `kiln bench`: stats, daemon control, help. Part of the executable's
+// second entry point (kiln-tools.ts), so compiler calls never load it.
 
 import { readFileSync } from "node:fs";
-import { sendCommand } from "../client/client.ts";
-import { runtimePaths } from "../ipc/paths.ts";
+import { exchange, exchangeWithDaemon } from "../client/client.ts";
+import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
+import { decodeJson, encodeJson, Kind, PROTOCOL_VERSION, type Command } from "../ipc/wire.ts";
 import { formatStats, type StatsJson } from "../daemon/stats.ts";
 import { tryLock } from "../daemon/lock.ts";
 
@@ -18,8 +19,10 @@ const USAGE = `Usage:
                                    time BUILD plainly, then through kiln cold and warm
 
 Environment: KILN_DIR (cache directory), KILN_CACHE_SIZE (e.g. 10G), KILN_CONF (config file),
-KILN_IDLE_TIMEOUT (seconds, 0 = never), KILN_LOG (debug|info|warn|error), KILN_ERROR_LOG (log
-file), KILN_RECACHE=1 (recompile and overwrite), KILN_NO_CACHE=1 (bypass the cache).
+KILN_DIRECT=0 (no direct mode), KILN_DEPEND=1 (depend mode), KILN_BASEDIRS (checkout roots,
+':'-separated), KILN_IDLE_TIMEOUT (seconds, 0 = never), KILN_LOG (debug|info|warn|error),
+KILN_ERROR_LOG (log file), KILN_RECACHE=1 (recompile and overwrite), KILN_NO_CACHE=1 (bypass
+the cache), KILN_CLIENT_TRACE=1 (print where a compile's milliseconds went).
 Symlink a compiler's name to kiln (gcc -> kiln) to use it as that compiler.
 `;
 
@@ -52,6 +55,39 @@ export async function waitForExit(lockPath: string, timeoutMs: number): Promise<
     await Bun.sleep(20);
   }
   return false;
+}
+
+/** Sends a command (stats, stop, ...) to the daemon. */
+export async function sendCommand(
+  paths: RuntimePaths,
+  command: Command,
+  env: Record<string, string | undefined>,
+  options: { start: boolean },
+): Promise<{ ok: true; reply: unknown } | { ok: false; message: string }> {
+  let startError = "";
+  const request = encodeJson(Kind.Command, command);
+  const result = options.start
+    ? await exchangeWithDaemon(paths, request, env, (m) => (startError = m))
+    : await exchange(paths.socket, request);
+  if (!result.ok) {
+    if (startError) return { ok: false, message: startError };
+    return {
+      ok: false,
+      message:
+        result.failure === "connect"
+          ? `no Kiln daemon is running (socket ${paths.socket})`
+          : `the Kiln daemon at ${paths.socket} closed the connection`,
+    };
+  }
+  const { frame } = result;
+  if (frame.kind === Kind.Refused || frame.version !== PROTOCOL_VERSION) {
+    const info = frame.kind === Kind.Refused ? decodeJson<{ message: string }>(frame.payload).message : "";
+    return {
+      ok: false,
+      message: `the Kiln daemon at ${paths.socket} speaks protocol ${frame.version}, this kiln speaks ${PROTOCOL_VERSION}. ${info}`.trim(),
+    };
+  }
+  return { ok: true, reply: decodeJson<unknown>(frame.payload) };
 }
 
 export async function runCli(args: string[], env: Record<string, string | undefined>): Promise<number> {

@@ -6,13 +6,11 @@
 import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
 import {
   decodeDone,
-  decodeJson,
   decodeText,
   encodeJson,
   FrameReader,
   Kind,
   PROTOCOL_VERSION,
-  type Command,
   type CompileCall,
   type Frame,
 } from "../ipc/wire.ts";
@@ -147,37 +145,4 @@ export async function runCompile(argv: string[], env: Record<string, string | un
   if (startWarning) await writeAll(2, new TextEncoder().encode(`kiln: warning: ${startWarning}; compiling without the cache\n`));
   const { runDirect } = await import("./run-direct.ts");
   return runDirect(argv, env);
-}
-
-/** Sends a command (stats, stop, ...) to the daemon. */
-export async function sendCommand(
-  paths: RuntimePaths,
-  command: Command,
-  env: Record<string, string | undefined>,
-  options: { start: boolean },
-): Promise<{ ok: true; reply: unknown } | { ok: false; message: string }> {
-  let startError = "";
-  const request = encodeJson(Kind.Command, command);
-  const result = options.start
-    ? await exchangeWithDaemon(paths, request, env, (m) => (startError = m))
-    : await exchange(paths.socket, request);
-  if (!result.ok) {
-    if (startError) return { ok: false, message: startError };
-    return {
-      ok: false,
-      message:
-        result.failure === "connect"
-          ? `no Kiln daemon is running (socket ${paths.socket})`
-          : `the Kiln daemon at ${paths.socket} closed the connection`,
-    };
-  }
-  const { frame } = result;
-  if (frame.kind === Kind.Refused || frame.version !== PROTOCOL_VERSION) {
-    const info = frame.kind === Kind.Refused ? decodeJson<{ message: string }>(frame.payload).message : "";
-    return {
-      ok: false,
-      message: `the Kiln daemon at ${paths.socket} speaks protocol ${frame.version}, this kiln speaks ${PROTOCOL_VERSION}. ${info}`.trim(),
-    };
-  }
-  return { ok: true, reply: decodeJson<unknown>(frame.payload) };
 }

@@ -47,3 +47,8 @@ export function findCompiler(
   }
   return undefined;
 }
+
+/** What the user sees when only Kiln itself answers to a compiler's name. */
+export function compilerNotFound(name: string): string {
+  return `kiln: error: cannot find the compiler '${name}' in PATH (other than Kiln itself)\n`;
+}

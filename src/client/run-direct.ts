@@ -1,7 +1,7 @@
 // Running the real compiler from the client: for calls the daemon hands back, and whenever no
 // daemon can be reached. A build never fails because of Kiln.
 
-import { findCompiler } from "./find-compiler.ts";
+import { compilerNotFound, findCompiler } from "./find-compiler.ts";
 import { constants } from "node:os";
 
 /** Marks a compiler process started by Kiln, so a Kiln found in its PATH passes straight through. */
@@ -37,7 +37,7 @@ export async function runDirect(argv: string[], env: Record<string, string | und
   const name = argv[0]!;
   const path = findCompiler(name, env.PATH, process.cwd(), process.execPath);
   if (!path) {
-    await Bun.write(Bun.stderr, `kiln: error: cannot find the compiler '${name}' in PATH (other than Kiln itself)\n`);
+    await Bun.write(Bun.stderr, compilerNotFound(name));
     return 127;
   }
   return runCompiler(path, argv.slice(1), env);

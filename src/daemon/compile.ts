@@ -1,9 +1,9 @@
 // One compiler call, end to end: parse; try direct mode (manifest, no preprocessor); else
 // preprocess and key the text; on a miss compile and store; record what direct mode needs.
 
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { findCompiler } from "../client/find-compiler.ts";
+import { compilerNotFound, findCompiler } from "../client/find-compiler.ts";
 import type { CompileCall } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
 import { parseCFamilyArgs, runsPreprocessor } from "../compilers/c-family/args.ts";
@@ -18,7 +18,7 @@ import { runCaptured, type Captured } from "../compilers/process.ts";
 import type { CFamilyCompile, NotCacheableReason } from "../compilers/types.ts";
 import type { CacheStorage } from "../storage/types.ts";
 import { CorruptEntry, decodeResult, encodeResult, entryChecksum, type ResultEntry } from "../storage/entry.ts";
-import { FileDigests, SizedCache } from "./file-digests.ts";
+import { BoundedCache, FileDigests } from "./file-digests.ts";
 import type { Logger } from "./log.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
 import type { Stats } from "./stats.ts";
@@ -74,9 +74,9 @@ export class CompileService {
   private readonly identities = new CompilerIdentities(this.digests);
   private readonly compilers = new Map<string, string>();
   private readonly searchLists = new Map<string, SearchDirs>();
-  private readonly manifests = new SizedCache<{ sum: bigint; manifest: Manifest }>(MANIFEST_CACHE_BYTES);
+  private readonly manifests = new BoundedCache<{ sum: bigint; manifest: Manifest }>(MANIFEST_CACHE_BYTES);
   /** Counter for temporary .d file names. */
-  private regenerated = 0;
+  private tempFiles = 0;
   /**
    * Writes still under way, by key. Replies go out before their writes land; a read of the
    * same key waits for the write, so a compile right behind another sees what it stored.
@@ -107,7 +107,7 @@ export class CompileService {
         kind: "done",
         exitCode: 127,
         stdout: new Uint8Array(),
-        stderr: new TextEncoder().encode(`kiln: error: cannot find the compiler '${name}' in PATH (other than Kiln itself)\n`),
+        stderr: new TextEncoder().encode(compilerNotFound(name)),
       };
     }
     const notCacheable = (reason: NotCacheableReason, detail?: string): CompileReply => {
@@ -321,19 +321,29 @@ export class CompileService {
    */
   private async regenerateDepFile(job: Job): Promise<Uint8Array | undefined> {
     const { compiler, parsed, call } = job;
-    const tmp = `${tmpdir()}/kiln-${process.pid}-${++this.regenerated}.d`;
     try {
-      const run = await runCaptured(
-        [compiler, ...parsed.preprocessorArgs, ...parsed.depTargets!.regenerate, "-MF", tmp, "-E", "-o", "/dev/null", parsed.source],
-        { cwd: call.cwd, env: call.env },
+      const [run, file] = await this.withTempDepFile((tmp) =>
+        runCaptured(
+          [compiler, ...parsed.preprocessorArgs, ...parsed.depTargets!.regenerate, "-MF", tmp, "-E", "-o", "/dev/null", parsed.source],
+          { cwd: call.cwd, env: call.env },
+        ),
       );
-      if (run.exitCode !== 0) return undefined;
+      if (run.exitCode !== 0 || !file) return undefined;
       this.deps.log.debug(`dependency file of ${parsed.source} regenerated for ${parsed.depTargets!.targets}`);
-      return readFileSync(tmp);
+      return file;
     } catch {
       return undefined;
+    }
+  }
+
+  /** Runs `use` with a fresh temporary .d path; returns its result and what the file holds, then removes it. */
+  private async withTempDepFile<T>(use: (path: string) => Promise<T>): Promise<[T, Uint8Array | undefined]> {
+    const path = `${tmpdir()}/kiln-${process.pid}-${++this.tempFiles}.d`;
+    try {
+      const value = await use(path);
+      return [value, readOutputs("/", [path])?.[0]];
     } finally {
-      rmSync(tmp, { force: true });
+      rmSync(path, { force: true });
     }
   }
 
@@ -485,20 +495,15 @@ export class CompileService {
   private async compileInDependMode(job: Job, plan: DirectPlan): Promise<CompileReply> {
     const { parsed, call } = job;
     const startedAtMs = Date.now();
-    const ownDepFile = parsed.dependencies === undefined ? `${tmpdir()}/kiln-${process.pid}-${++this.regenerated}.d` : undefined;
-    let result: Captured;
-    let depText: Uint8Array | undefined;
-    try {
-      result = await this.runCompiler(job, ownDepFile ? ["-MD", "-MF", ownDepFile] : []);
-      if (ownDepFile && result.exitCode === 0) depText = readOutputs("/", [ownDepFile])?.[0];
-    } finally {
-      if (ownDepFile) rmSync(ownDepFile, { force: true });
-    }
+    const [result, ownDepText] =
+      parsed.dependencies === undefined
+        ? await this.withTempDepFile((tmp) => this.runCompiler(job, ["-MD", "-MF", tmp]))
+        : [await this.runCompiler(job), undefined];
     if (result.exitCode !== 0) return { kind: "done", ...result };
     this.deps.stats.miss(parsed.language, performance.now() - job.started);
     const data = readOutputs(call.cwd, parsed.outputs.map((o) => o.path));
     const depIndex = parsed.outputs.findIndex((o) => o.kind === "dep");
-    depText ??= depIndex >= 0 ? data?.[depIndex] : undefined;
+    const depText = ownDepText ?? (depIndex >= 0 ? data?.[depIndex] : undefined);
     if (!data || !depText) return { kind: "done", ...result };
     const deps = parseDepFile(new TextDecoder().decode(depText));
     const includes = deps.filter((d) => d !== parsed.source).map((path) => ({ path, includer: parsed.source }));

@@ -45,61 +45,37 @@ function sameStat(a: StatKey, st: Stats): boolean {
   return a.ino === st.ino && a.mtimeMs === st.mtimeMs && a.ctimeMs === st.ctimeMs && a.size === st.size && a.dev === st.dev;
 }
 
-/** A Map that forgets its oldest entries past a bound (insertion order is the age). */
-class BoundedMap<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-
-  get(key: string): V | undefined {
-    return this.map.get(key);
-  }
-
-  set(key: string, value: V): void {
-    this.map.delete(key);
-    this.map.set(key, value);
-    if (this.map.size > this.max) {
-      // Drop the oldest tenth at once rather than one per insert.
-      let drop = Math.ceil(this.max / 10);
-      for (const k of this.map.keys()) {
-        if (drop-- <= 0) break;
-        this.map.delete(k);
-      }
-    }
-  }
-
-  get size(): number {
-    return this.map.size;
-  }
-}
-
-/** A Map bounded by the summed sizes its callers give for its values; oldest go first. */
-export class SizedCache<V> {
-  private readonly map = new Map<string, { value: V; size: number }>();
+/**
+ * A Map bounded by the summed weights of its values (1 each unless the caller says more);
+ * past the bound the oldest entries go first (insertion order is the age).
+ */
+export class BoundedCache<V> {
+  private readonly map = new Map<string, { value: V; weight: number }>();
   private total = 0;
-  constructor(private readonly maxBytes: number) {}
+  constructor(private readonly maxWeight: number) {}
 
   get(key: string): V | undefined {
     return this.map.get(key)?.value;
   }
 
-  set(key: string, value: V, size: number): void {
+  set(key: string, value: V, weight = 1): void {
     const old = this.map.get(key);
     if (old) {
-      this.total -= old.size;
+      this.total -= old.weight;
       this.map.delete(key);
     }
-    if (size > this.maxBytes) return;
-    this.map.set(key, { value, size });
-    this.total += size;
+    if (weight > this.maxWeight) return;
+    this.map.set(key, { value, weight });
+    this.total += weight;
     for (const [k, v] of this.map) {
-      if (this.total <= this.maxBytes) break;
+      if (this.total <= this.maxWeight) break;
       this.map.delete(k);
-      this.total -= v.size;
+      this.total -= v.weight;
     }
   }
 }
 
-export function digestBytes(bytes: Uint8Array): string {
+function digestBytes(bytes: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
 }
 
@@ -114,20 +90,16 @@ function scanTimeMacros(bytes: Uint8Array): Pick<FileDigest, "usesTime" | "usesD
 }
 
 export class FileDigests {
-  private readonly files: BoundedMap<{ key: StatKey; value: FileDigest }>;
-  private readonly dirs: BoundedMap<{ key: StatKey; names: Set<string> }>;
+  private readonly files: BoundedCache<{ key: StatKey; value: FileDigest }>;
+  private readonly dirs: BoundedCache<{ key: StatKey; names: Set<string> }>;
 
   constructor(
     maxFiles = 200_000,
     maxDirs = 20_000,
     private readonly now: () => number = Date.now,
   ) {
-    this.files = new BoundedMap(maxFiles);
-    this.dirs = new BoundedMap(maxDirs);
-  }
-
-  get cachedFiles(): number {
-    return this.files.size;
+    this.files = new BoundedCache(maxFiles);
+    this.dirs = new BoundedCache(maxDirs);
   }
 
   /** The digest of a regular file as it is now; undefined when it is missing or not a file. */
