@@ -1,0 +1,171 @@
+// The wire contract between the three dist roles. Clients (the Kiln daemon) and build servers
+// talk only to the scheduler; servers dial out to it, so neither needs a routable address.
+//
+//   client ──HTTP──> scheduler <──WebSocket── server (the server opened it)
+//
+// HTTP routes on the scheduler (one address serves everything):
+//   GET  /api/v1/status                 client token. 200, JSON `SchedulerStatus`.
+//   HEAD /api/v1/toolchains/<id>        client token. 200 if the scheduler holds it, else 404.
+//   PUT  /api/v1/toolchains/<id>        client token. Body: the toolchain archive (tar.zst).
+//                                       The scheduler checks the id is the SHA-256 of the body.
+//   GET  /api/v1/toolchains/<id>        server token. The archive, for a server to unpack.
+//   POST /api/v1/jobs                   client token. Body: a `Frame` with a `JobRequest`
+//                                       header and the inputs as payload. 200: a `Frame` with
+//                                       a `JobResult` header and the outputs as payload.
+//                                       Errors: 400 malformed, 401 bad token, 413 too large,
+//                                       503 no capacity, 502 the server failed or vanished,
+//                                       504 timeout; text body says why.
+//   GET  /api/v1/servers/connect        server token, WebSocket upgrade. Messages are `Frame`s
+//                                       (binary) whose headers are `ServerMessage` or
+//                                       `SchedulerMessage`.
+// Tokens go in `Authorization: Bearer <token>`. A wrong one gets 401 and a text body naming
+// which token was rejected ("client token" or "server token").
+
+/** Bump on any incompatible change; both sides refuse a peer with another one. */
+export const DIST_PROTOCOL_VERSION = 1;
+
+/** Bounds every role enforces on what it receives. */
+export const LIMITS = {
+  /** A frame's JSON header. */
+  headerBytes: 1024 * 1024,
+  /** A job's inputs, all files together. */
+  jobInputBytes: 512 * 1024 * 1024,
+  /** A job's outputs (plus stdout and stderr). */
+  jobOutputBytes: 512 * 1024 * 1024,
+  /** A toolchain archive, compressed. */
+  toolchainBytes: 2 * 1024 * 1024 * 1024,
+  /** Files in one job's inputs or outputs. */
+  files: 10_000,
+} as const;
+
+/**
+ * A frame: u32 big-endian length of the JSON header, the UTF-8 JSON header, then the payload.
+ * File contents are in the payload, back to back, in the order the header lists them, each
+ * with the `size` the header gives.
+ */
+export interface FileRef {
+  /** Relative to the job's build directory: no leading "/", no "." or ".." segments, no "//". */
+  path: string;
+  size: number;
+  /** Unix mode bits; only 0o100 (executable) is honoured. */
+  mode?: number;
+}
+
+export interface JobRequest {
+  version: number;
+  /** The toolchain archive's SHA-256 (hex); it must be on the scheduler first. */
+  toolchain: string;
+  /**
+   * The command, argv[0] an absolute path inside the toolchain (e.g. "/usr/bin/gcc").
+   * Paths in it that name inputs or outputs are under `cwd`.
+   */
+  argv: string[];
+  /**
+   * Absolute path the build directory is mounted at inside the sandbox, and the command's
+   * working directory: the client's own cwd, so paths recorded in outputs match a local
+   * compile. Must be normalised, and not "/" or a toolchain system directory.
+   */
+  cwd: string;
+  env: Record<string, string>;
+  /** Files written into the build directory before the run (paths relative to `cwd`). */
+  inputs: FileRef[];
+  /** Files the client wants back, relative to `cwd`; a missing one is an error result. */
+  outputs: string[];
+  /** Milliseconds the server may run the command for. */
+  timeoutMs: number;
+}
+
+export interface JobResult {
+  version: number;
+  /** The compiler's exit code; outputs are only present when it is 0. */
+  exitCode: number;
+  /** Payload order: stdout, stderr, then `outputs` in order. */
+  stdoutSize: number;
+  stderrSize: number;
+  outputs: FileRef[];
+  /** The server that ran it, for per-server stats. */
+  server: string;
+}
+
+export interface ServerStatus {
+  id: string;
+  name: string;
+  cores: number;
+  running: number;
+  /** Toolchain ids unpacked on the server. */
+  toolchains: number;
+  lastHeartbeatMs: number;
+  /** Jobs completed since the server joined. */
+  jobsDone: number;
+}
+
+export interface SchedulerStatus {
+  version: number;
+  numServers: number;
+  numCpus: number;
+  inProgress: number;
+  servers: ServerStatus[];
+}
+
+/** Server → scheduler, over the WebSocket. */
+export type ServerMessage =
+  | { type: "hello"; version: number; name: string; cores: number; capacity: number; toolchains: string[] }
+  | { type: "heartbeat"; running: number; toolchains: string[] }
+  /** Payload as for `JobResult`. */
+  | { type: "result"; jobId: string; result: JobResult }
+  /** The job could not run at all (sandbox error, bad input, missing toolchain): the client falls back. */
+  | { type: "failed"; jobId: string; reason: string };
+
+/** Scheduler → server, over the WebSocket. */
+export type SchedulerMessage =
+  | { type: "welcome"; version: number; serverId: string; heartbeatMs: number }
+  /** Payload as for `JobRequest` (the inputs). */
+  | { type: "job"; jobId: string; request: JobRequest }
+  | { type: "cancel"; jobId: string };
+
+export class MalformedFrame extends Error {}
+
+export function encodeFrame(header: unknown, payload: readonly Uint8Array[] = []): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const size = 4 + json.length + payload.reduce((n, p) => n + p.length, 0);
+  const out = new Uint8Array(size);
+  new DataView(out.buffer).setUint32(0, json.length);
+  out.set(json, 4);
+  let at = 4 + json.length;
+  for (const p of payload) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Splits a frame; throws `MalformedFrame` with the reason. The payload is a view, not a copy. */
+export function decodeFrame<T>(frame: Uint8Array): { header: T; payload: Uint8Array } {
+  if (frame.length < 4) throw new MalformedFrame("frame shorter than its length field");
+  const len = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(0);
+  if (len > LIMITS.headerBytes) throw new MalformedFrame(`header of ${len} bytes exceeds ${LIMITS.headerBytes}`);
+  if (4 + len > frame.length) throw new MalformedFrame("frame shorter than its header");
+  let header: T;
+  try {
+    header = JSON.parse(new TextDecoder().decode(frame.subarray(4, 4 + len))) as T;
+  } catch {
+    throw new MalformedFrame("header is not JSON");
+  }
+  if (typeof header !== "object" || header === null) throw new MalformedFrame("header is not an object");
+  return { header, payload: frame.subarray(4 + len) };
+}
+
+/** Cuts a payload into files by the sizes in `refs`; throws `MalformedFrame` if they do not add up. */
+export function splitPayload(payload: Uint8Array, sizes: readonly number[]): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  for (const size of sizes) {
+    if (!Number.isSafeInteger(size) || size < 0 || at + size > payload.length) {
+      throw new MalformedFrame("file sizes exceed the payload");
+    }
+    parts.push(payload.subarray(at, at + size));
+    at += size;
+  }
+  if (at !== payload.length) throw new MalformedFrame("payload longer than its files");
+  return parts;
+}
