@@ -56,6 +56,7 @@ describe("defaults", () => {
       directMode: true,
       dependMode: false,
       basedirs: [],
+      remoteLevels: [],
       configFile: undefined,
     });
     expect(warnings).toEqual([]);
@@ -160,6 +161,7 @@ log_file = "/tmp/kiln.log"
       directMode: false,
       dependMode: true,
       basedirs: ["/home/me/src", "/build/out", "/home/me/work"],
+      remoteLevels: [],
       configFile: file,
     });
     expect(warnings).toEqual([]);
@@ -252,7 +254,14 @@ bucket = "name"
     expect(config.cacheDir).toBe("/tmp/.cache/sccache");
     expect(config.cacheSize).toBe(7516192768);
     expect(config.directMode).toBe(true);
-    for (const section of ["dist", "cache.azure", "cache.gcs", "cache.gha", "cache.memcached", "cache.redis", "cache.s3", "cache.webdav", "cache.oss", "cache.cos"]) {
+    // sccache's shared caches are read unchanged, fastest first.
+    expect(config.remoteLevels.map((l) => [l.backend, "endpoint" in l ? l.endpoint : undefined])).toEqual([
+      ["redis", "redis://user:hunter2@1.2.3.4:6379/1"],
+      ["memcached", "tcp://127.0.0.1:11211"],
+      ["webdav", "http://192.168.10.42:80/some/webdav.php"],
+      ["s3", undefined],
+    ]);
+    for (const section of ["dist", "cache.azure", "cache.gcs", "cache.gha", "cache.oss", "cache.cos"]) {
       const warning = warnings.find((w) => w.includes(`[${section}]`));
       expect(warning).toBeDefined();
       expect(warning).toContain(file);
@@ -264,7 +273,7 @@ bucket = "name"
       expect(warning).toContain(file);
       expect(warning).toEndWith("; ignored");
     }
-    expect(warnings).toHaveLength(18);
+    expect(warnings).toHaveLength(14);
     // Values of ignored sections are never echoed: they hold credentials.
     expect(warnings.join("\n")).not.toContain("hunter2");
     expect(warnings.join("\n")).not.toContain("secrettoken");
@@ -519,5 +528,63 @@ describe("parseSize", () => {
     expect(errorOf(() => parseSize(-1, "here")).message).toContain("greater than zero");
     expect(errorOf(() => parseSize(1.5, "here")).message).toBe("here: 1.5 is not a whole number of bytes");
     expect(errorOf(() => parseSize("99999999P", "here")).message).toContain("too large");
+  });
+});
+
+describe("shared cache levels", () => {
+  test("sccache's key names, KILN_* variables over the file, the chain's order, defaults", () => {
+    const { config, warnings } = loadText(
+      `
+[cache.redis]
+endpoint = "redis://10.0.0.1:6379"
+password = "from-file"
+db = 2
+expiration = 3600
+key_prefix = "kiln/"
+[cache.s3]
+bucket = "builds"
+endpoint = "minio.lan:9000"
+region = "eu-west-1"
+use_ssl = false
+no_credentials = false
+server_side_encryption = true
+[cache.webdav]
+endpoint = "http://cache.lan/ccache/"
+token = "t0ken"
+layout = "bazel"
+read_only = true
+[cache.multilevel]
+chain = ["disk", "s3", "redis", "webdav"]
+`,
+      { KILN_REDIS_PASSWORD: "from-env", KILN_S3_KEY_PREFIX: "ci/", KILN_REDIS_TIMEOUT_MS: "250" },
+    );
+    expect(config.remoteLevels.map((l) => l.backend)).toEqual(["s3", "redis", "webdav"]);
+    const [s3, redis, webdav] = config.remoteLevels;
+    expect(redis).toMatchObject({ endpoint: "redis://10.0.0.1:6379", password: "from-env", db: 2, expiration: 3600, keyPrefix: "kiln/", timeoutMs: 250, connectTimeoutMs: 1000, readOnly: false });
+    expect(s3).toMatchObject({ bucket: "builds", endpoint: "minio.lan:9000", region: "eu-west-1", useSsl: false, keyPrefix: "ci/" });
+    expect(webdav).toMatchObject({ token: "t0ken", layout: "bazel", readOnly: true, maxEntrySize: 64 * 1024 ** 2 });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("server_side_encryption");
+  });
+
+  test("KILN_CACHE_CHAIN and the environment alone configure levels", () => {
+    const { config } = loadConfig(
+      { KILN_MEMCACHED_ENDPOINT: "127.0.0.1:11211", KILN_WEBDAV_ENDPOINT: "http://h/", KILN_CACHE_CHAIN: "disk,webdav,memcached", KILN_MEMCACHED_ITEM_SIZE: "8m" },
+      { homeDir: scratch() },
+    );
+    expect(config.remoteLevels.map((l) => l.backend)).toEqual(["webdav", "memcached"]);
+    expect(config.remoteLevels[1]).toMatchObject({ itemSize: 8 * 1024 ** 2 });
+  });
+
+  test.each([
+    [{ KILN_CACHE_CHAIN: "disk,redis" }, "the cache chain names \"redis\", but no redis cache is configured", "KILN_REDIS_ENDPOINT"],
+    [{ KILN_CACHE_CHAIN: "disk,reddis" }, 'environment variable KILN_CACHE_CHAIN: unknown cache level "reddis"', 'did you mean "redis"?'],
+    [{ KILN_CACHE_CHAIN: "redis,disk", KILN_REDIS_ENDPOINT: "redis://h" }, 'KILN_CACHE_CHAIN: "disk" must come first', "level 0"],
+    [{ KILN_WEBDAV_ENDPOINT: "http://h/", KILN_WEBDAV_LAYOUT: "nested" }, "KILN_WEBDAV_LAYOUT must be one of", "subdirs"],
+    [{ KILN_REDIS_ENDPOINT: "redis://h", KILN_REDIS_DB: "two" }, "KILN_REDIS_DB must be a whole number", "KILN_REDIS_DB=0"],
+  ] as const)("bad level settings are clear errors: %p", (env, message, hint) => {
+    const error = errorOf(() => loadConfig(env, { homeDir: scratch() }));
+    expect(error.message).toContain(message);
+    expect(error.hint).toContain(hint);
   });
 });

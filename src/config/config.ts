@@ -34,9 +34,73 @@ export interface KilnConfig {
   dependMode: boolean;
   /** basedirs | KILN_BASEDIRS (':'-separated): absolute, normalized, no trailing slash */
   basedirs: string[];
+  /** The shared cache levels after local disk, in lookup order ([cache.multilevel] chain). */
+  remoteLevels: RemoteLevel[];
   /** The config file that was read, if any. */
   configFile: string | undefined;
 }
+
+export const REMOTE_BACKENDS = ["redis", "memcached", "webdav", "s3"] as const;
+export type RemoteBackend = (typeof REMOTE_BACKENDS)[number];
+
+/** Keys every remote level has. */
+export interface RemoteCommon {
+  keyPrefix: string;
+  readOnly: boolean;
+  connectTimeoutMs: number;
+  /** A whole get or put, once connected. */
+  timeoutMs: number;
+  /** Entries larger than this are not written to the level (counted as oversized). */
+  maxEntrySize: number;
+}
+
+export interface RedisLevel extends RemoteCommon {
+  backend: "redis";
+  endpoint: string;
+  username: string | undefined;
+  password: string | undefined;
+  db: number;
+  /** Seconds; 0 = no expiry. */
+  expiration: number;
+}
+
+export interface S3Level extends RemoteCommon {
+  backend: "s3";
+  bucket: string;
+  endpoint: string | undefined;
+  region: string | undefined;
+  useSsl: boolean;
+  noCredentials: boolean;
+  virtualHostStyle: boolean;
+  /** AWS profile for the shared credentials file; default AWS_PROFILE, then "default". */
+  profile: string | undefined;
+}
+
+export interface MemcachedLevel extends RemoteCommon {
+  backend: "memcached";
+  endpoint: string;
+  username: string | undefined;
+  password: string | undefined;
+  expiration: number;
+  /** The server's item size limit (memcached -I); larger entries are split into chunks. */
+  itemSize: number;
+}
+
+export type WebdavLayout = "subdirs" | "flat" | "bazel";
+
+export interface WebdavLevel extends RemoteCommon {
+  backend: "webdav";
+  endpoint: string;
+  username: string | undefined;
+  password: string | undefined;
+  token: string | undefined;
+  layout: WebdavLayout;
+}
+
+export type RemoteLevel = RedisLevel | S3Level | MemcachedLevel | WebdavLevel;
+
+/** Raw per-backend values as read, by camelCase property; resolved by `resolveRemoteLevels`. */
+type RawRemotes = Partial<Record<RemoteBackend, Record<string, unknown>>>;
 
 export interface LoadedConfig {
   config: KilnConfig;
@@ -44,7 +108,11 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-type Settings = Omit<KilnConfig, "configFile">;
+type Settings = Omit<KilnConfig, "configFile" | "remoteLevels"> & {
+  remotes: RawRemotes;
+  /** [cache.multilevel] chain | KILN_CACHE_CHAIN */
+  chain: string[] | undefined;
+};
 
 /** Where one value came from, for messages and for resolving relative paths. */
 interface Site {
@@ -75,7 +143,10 @@ interface Setting {
   /** Dotted TOML path: `cache.disk.size`; top-level keys have no dot. */
   path: string;
   env: string | undefined;
-  field: keyof Settings;
+  /** What the setting sets, for catching two keys of one file that disagree. */
+  slot: string;
+  /** The value it set, if any. */
+  read(from: Partial<Settings>): unknown;
   /** Parse a TOML value and store it in `into`. */
   applyToml(value: unknown, site: Site, into: Partial<Settings>): void;
   /** Parse an environment string and store it in `into`. */
@@ -91,7 +162,8 @@ function setting<F extends keyof Settings>(
   return {
     path,
     env,
-    field,
+    slot: field,
+    read: (from) => from[field],
     applyToml: (value, site, into) => {
       into[field] = kind.fromToml(value, site);
     },
@@ -277,6 +349,189 @@ function wrongType(site: Site, value: unknown, kind: Kind<unknown>): KilnError {
   );
 }
 
+const stringKind: Kind<string> = {
+  expected: "a non-empty string",
+  tomlExample: '"text"',
+  envExample: "text",
+  fromToml(value, site) {
+    if (typeof value !== "string" || value === "") throw wrongType(site, value, this);
+    return value;
+  },
+  fromEnv: (text) => text,
+};
+
+const wholeNumberKind: Kind<number> = {
+  expected: "a whole number",
+  tomlExample: "0",
+  envExample: "0",
+  fromToml(value, site) {
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) throw wrongType(site, value, this);
+    return value;
+  },
+  fromEnv(text, site) {
+    const trimmed = text.trim();
+    if (!/^\d+$/.test(trimmed)) throw wrongType(site, text, this);
+    return Number(trimmed);
+  },
+};
+
+const LAYOUTS: readonly WebdavLayout[] = ["subdirs", "flat", "bazel"];
+
+const layoutKind: Kind<WebdavLayout> = {
+  expected: `one of ${LAYOUTS.map((l) => `"${l}"`).join(", ")}`,
+  tomlExample: '"subdirs"',
+  envExample: "subdirs",
+  fromToml(value, site) {
+    if (typeof value !== "string") throw wrongType(site, value, this);
+    return this.fromEnv(value, site);
+  },
+  fromEnv(text, site) {
+    const layout = LAYOUTS.find((l) => l === text.trim().toLowerCase());
+    if (!layout) throw wrongType(site, text, this);
+    return layout;
+  },
+};
+
+const CHAIN_NAMES = ["disk", ...REMOTE_BACKENDS] as const;
+
+/** `["disk", "redis", "s3"]` in the file, `disk,redis,s3` in the environment. */
+const chainKind: Kind<string[]> = {
+  expected: `a list of cache levels (${CHAIN_NAMES.join(", ")})`,
+  tomlExample: '["disk", "redis"]',
+  envExample: "disk,redis",
+  fromToml(value, site) {
+    if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) throw wrongType(site, value, this);
+    return checkChain(value, site);
+  },
+  fromEnv: (text, site) => checkChain(text.split(/[\s,]+/).filter((n) => n !== ""), site),
+};
+
+function checkChain(names: readonly string[], site: Site): string[] {
+  const out: string[] = [];
+  for (const raw of names) {
+    const name = raw.trim().toLowerCase();
+    if (!(CHAIN_NAMES as readonly string[]).includes(name)) {
+      const close = nearest(name, CHAIN_NAMES);
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where}: unknown cache level ${quote(raw)}`, {
+        hint: `${close ? `did you mean "${close}"? ` : ""}levels are ${CHAIN_NAMES.join(", ")}`,
+      });
+    }
+    if (out.includes(name)) {
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where}: ${quote(name)} appears twice`, { hint: "name each level once" });
+    }
+    if (name === "disk" && out.length > 0) {
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where}: "disk" must come first`, {
+        hint: "local disk is always level 0; list the shared levels after it, fastest first",
+      });
+    }
+    out.push(name);
+  }
+  return out;
+}
+
+/** One key of a remote backend's section: `[cache.<backend>] key` | KILN_<BACKEND>_<KEY>. */
+function remoteSetting<T>(backend: RemoteBackend, key: string, prop: string, kind: Kind<T>, withEnv = true): Setting {
+  const path = `cache.${backend}.${key}`;
+  const store = (into: Partial<Settings>, value: T): void => {
+    const remotes: RawRemotes = { ...into.remotes };
+    remotes[backend] = { ...remotes[backend], [prop]: value };
+    into.remotes = remotes;
+  };
+  return {
+    path,
+    env: withEnv ? `KILN_${backend.toUpperCase()}_${key.toUpperCase()}` : undefined,
+    slot: `${backend}.${prop}`,
+    read: (from) => from.remotes?.[backend]?.[prop],
+    applyToml: (value, site, into) => store(into, kind.fromToml(value, site)),
+    applyEnv: (text, site, into) => store(into, kind.fromEnv(text, site)),
+  };
+}
+
+function remoteSettings(): Setting[] {
+  const list: Setting[] = [];
+  for (const backend of REMOTE_BACKENDS) {
+    list.push(
+      remoteSetting(backend, "key_prefix", "keyPrefix", { ...stringKind, fromToml: (v, site) => (v === "" ? "" : stringKind.fromToml(v, site)) }),
+      remoteSetting(backend, "read_only", "readOnly", booleanKind),
+      remoteSetting(backend, "connect_timeout_ms", "connectTimeoutMs", wholeNumberKind),
+      remoteSetting(backend, "timeout_ms", "timeoutMs", wholeNumberKind),
+      remoteSetting(backend, "max_entry_size", "maxEntrySize", sizeKind),
+    );
+  }
+  list.push(
+    remoteSetting("redis", "endpoint", "endpoint", stringKind),
+    remoteSetting("redis", "url", "endpoint", stringKind, false), // sccache's older name
+    remoteSetting("redis", "username", "username", stringKind),
+    remoteSetting("redis", "password", "password", stringKind),
+    remoteSetting("redis", "db", "db", wholeNumberKind),
+    remoteSetting("redis", "expiration", "expiration", wholeNumberKind),
+    remoteSetting("redis", "ttl", "expiration", wholeNumberKind, false), // sccache's older name
+    remoteSetting("s3", "bucket", "bucket", stringKind),
+    remoteSetting("s3", "endpoint", "endpoint", stringKind),
+    remoteSetting("s3", "region", "region", stringKind),
+    remoteSetting("s3", "use_ssl", "useSsl", booleanKind),
+    remoteSetting("s3", "no_credentials", "noCredentials", booleanKind),
+    remoteSetting("s3", "enable_virtual_host_style", "virtualHostStyle", booleanKind),
+    remoteSetting("s3", "profile", "profile", stringKind),
+    remoteSetting("memcached", "endpoint", "endpoint", stringKind),
+    remoteSetting("memcached", "url", "endpoint", stringKind, false), // sccache's older name
+    remoteSetting("memcached", "username", "username", stringKind),
+    remoteSetting("memcached", "password", "password", stringKind),
+    remoteSetting("memcached", "expiration", "expiration", wholeNumberKind),
+    remoteSetting("memcached", "item_size", "itemSize", sizeKind),
+    remoteSetting("webdav", "endpoint", "endpoint", stringKind),
+    remoteSetting("webdav", "username", "username", stringKind),
+    remoteSetting("webdav", "password", "password", stringKind),
+    remoteSetting("webdav", "token", "token", stringKind),
+    remoteSetting("webdav", "layout", "layout", layoutKind),
+  );
+  return list;
+}
+
+/** The key that switches each backend on. */
+const REQUIRED_KEY: Record<RemoteBackend, string> = { redis: "endpoint", s3: "bucket", memcached: "endpoint", webdav: "endpoint" };
+
+const MiB = 1024 ** 2;
+
+/** Typed levels with defaults, in chain order; errors name what is missing. */
+/** Settings of a backend without its switch (e.g. only KILN_REDIS_TIMEOUT_MS) are unused. */
+function resolveRemoteLevels(remotes: RawRemotes, chain: string[] | undefined): RemoteLevel[] {
+  const configured = REMOTE_BACKENDS.filter((b) => remotes[b]?.[REQUIRED_KEY[b]] !== undefined);
+  const order = chain ? chain.filter((n) => n !== "disk") : configured;
+  return order.map((name) => {
+    const backend = name as RemoteBackend;
+    const raw = remotes[backend];
+    if (!raw || !configured.includes(backend)) {
+      throw new KilnError("KILN_CONFIG_VALUE", `the cache chain names "${backend}", but no ${backend} cache is configured`, {
+        hint: `set [cache.${backend}] ${REQUIRED_KEY[backend]} (or KILN_${backend.toUpperCase()}_${REQUIRED_KEY[backend].toUpperCase()}), or drop "${backend}" from [cache.multilevel] chain / KILN_CACHE_CHAIN`,
+      });
+    }
+    const str = (k: string) => raw[k] as string | undefined;
+    const num = (k: string, d: number) => (raw[k] as number | undefined) ?? d;
+    const common: RemoteCommon = {
+      keyPrefix: str("keyPrefix") ?? "",
+      readOnly: (raw.readOnly as boolean | undefined) ?? false,
+      connectTimeoutMs: num("connectTimeoutMs", 1000),
+      timeoutMs: num("timeoutMs", 5000),
+      maxEntrySize: num("maxEntrySize", 64 * MiB),
+    };
+    switch (backend) {
+      case "redis":
+        return { backend, ...common, endpoint: str("endpoint")!, username: str("username"), password: str("password"), db: num("db", 0), expiration: num("expiration", 0) };
+      case "s3":
+        return {
+          backend, ...common, bucket: str("bucket")!, endpoint: str("endpoint"), region: str("region"),
+          useSsl: (raw.useSsl as boolean | undefined) ?? true, noCredentials: (raw.noCredentials as boolean | undefined) ?? false,
+          virtualHostStyle: (raw.virtualHostStyle as boolean | undefined) ?? false, profile: str("profile"),
+        };
+      case "memcached":
+        return { backend, ...common, endpoint: str("endpoint")!, username: str("username"), password: str("password"), expiration: num("expiration", 0), itemSize: num("itemSize", MiB) };
+      case "webdav":
+        return { backend, ...common, endpoint: str("endpoint")!, username: str("username"), password: str("password"), token: str("token"), layout: (raw.layout as WebdavLayout | undefined) ?? "subdirs" };
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The schema
 
@@ -293,6 +548,8 @@ const SETTINGS: readonly Setting[] = [
   setting("basedirs", "KILN_BASEDIRS", "basedirs", absolutePathListKind),
   // sccache's name for direct mode.
   setting("cache.disk.preprocessor_cache_mode.use_preprocessor_cache_mode", undefined, "directMode", booleanKind),
+  setting("cache.multilevel.chain", "KILN_CACHE_CHAIN", "chain", chainKind),
+  ...remoteSettings(),
 ];
 
 /** sccache sections Kiln reads past with a warning, and what each one is. */
@@ -301,11 +558,7 @@ const UNSUPPORTED_SECTIONS: Record<string, string> = {
   "cache.cos": "the Tencent COS cache",
   "cache.gcs": "the Google Cloud Storage cache",
   "cache.gha": "the GitHub Actions cache",
-  "cache.memcached": "the memcached cache",
   "cache.oss": "the Alibaba OSS cache",
-  "cache.redis": "the Redis cache",
-  "cache.s3": "the S3 cache",
-  "cache.webdav": "the WebDAV cache",
   dist: "sccache-dist distributed compilation",
 };
 
@@ -321,6 +574,8 @@ const IGNORED_KEYS: Record<string, string> = {
   "cache.disk.preprocessor_cache_mode.ignore_time_macros": NOT_YET,
   "cache.disk.preprocessor_cache_mode.skip_system_headers": NOT_YET,
   "cache.disk.preprocessor_cache_mode.hash_working_directory": NOT_YET,
+  "cache.redis.cluster_endpoints": `Redis Cluster is ${NOT_YET}`,
+  "cache.s3.server_side_encryption": `server-side encryption settings are ${NOT_YET} (the bucket's default applies)`,
 };
 
 const SETTING_BY_PATH = new Map(SETTINGS.map((s) => [s.path, s]));
@@ -353,6 +608,8 @@ export function loadConfig(
     directMode: true,
     dependMode: false,
     basedirs: [],
+    remotes: {},
+    chain: undefined,
   };
 
   let configFile: string | undefined;
@@ -378,9 +635,14 @@ export function loadConfig(
     };
     s.applyEnv(text, site, fromEnv);
   }
-  Object.assign(values, fromEnv);
-
-  return { config: { ...values, configFile }, warnings };
+  const remotes: RawRemotes = { ...values.remotes };
+  for (const b of REMOTE_BACKENDS) {
+    if (fromEnv.remotes?.[b]) remotes[b] = { ...remotes[b], ...fromEnv.remotes[b] };
+  }
+  Object.assign(values, fromEnv, { remotes });
+  const { remotes: _raw, chain, ...rest } = values;
+  const remoteLevels = resolveRemoteLevels(remotes, chain);
+  return { config: { ...rest, remoteLevels, configFile }, warnings };
 }
 
 /** XDG base directories must be absolute to count (XDG Base Directory spec). */
@@ -418,7 +680,7 @@ function readFileSettings(file: string, text: string, home: string, warnings: st
   const doc = parseToml(file, text);
   const out: Partial<Settings> = {};
   // Which key set each field, to catch `direct_mode` and `use_preprocessor_cache_mode` disagreeing.
-  const setBy = new Map<keyof Settings, string>();
+  const setBy = new Map<string, string>();
 
   const walk = (table: Record<string, unknown>, section: string): void => {
     for (const [name, value] of Object.entries(table)) {
@@ -437,15 +699,15 @@ function readFileSettings(file: string, text: string, home: string, warnings: st
       const s = SETTING_BY_PATH.get(path);
       if (s) {
         const site: Site = { where, key: name, envName: undefined, baseDir: dirname(file), home };
-        const previous = out[s.field];
+        const previous = s.read(out);
         s.applyToml(value, site, out);
-        const earlier = setBy.get(s.field);
-        if (earlier !== undefined && out[s.field] !== previous) {
+        const earlier = setBy.get(s.slot);
+        if (earlier !== undefined && s.read(out) !== previous) {
           throw new KilnError("KILN_CONFIG_VALUE", `${where} contradicts ${earlier} in the same file`, {
             hint: "both set the same thing; keep one of them",
           });
         }
-        setBy.set(s.field, displayKey(section, name));
+        setBy.set(s.slot, displayKey(section, name));
         continue;
       }
       if (KNOWN_SECTIONS.has(path)) {

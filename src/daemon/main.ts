@@ -20,6 +20,8 @@ import {
   type Frame,
 } from "../ipc/wire.ts";
 import { DiskStorage } from "../storage/disk.ts";
+import { tieredStorage } from "../storage/levels.ts";
+import type { TieredStorage } from "../storage/tiered.ts";
 import { isKilnError } from "../util/errors.ts";
 import { CompileService } from "./compile.ts";
 import { Logger } from "./log.ts";
@@ -60,7 +62,7 @@ export async function runDaemon(env: Record<string, string | undefined>): Promis
   }
   const lock = tryLock(paths.lock);
   if (!lock) return 0; // Another daemon runs (or is starting): it serves.
-  const daemon = new Daemon(paths, config);
+  const daemon = new Daemon(paths, config, env);
   for (const w of warnings) daemon.log.warn(w);
   try {
     daemon.listen();
@@ -84,7 +86,9 @@ class Daemon {
   readonly log: Logger;
   readonly finished: Promise<void>;
   private readonly stats = new Stats();
-  private readonly storage: DiskStorage;
+  private readonly disk: DiskStorage;
+  /** Local disk, then the shared levels ([cache.multilevel]). */
+  private readonly storage: TieredStorage;
   private readonly service: CompileService;
   private server: ReturnType<typeof Bun.listen<Connection>> | undefined;
   private inflight = 0;
@@ -97,9 +101,11 @@ class Daemon {
   constructor(
     private readonly paths: RuntimePaths,
     private readonly config: KilnConfig,
+    env: Record<string, string | undefined>,
   ) {
     this.log = new Logger(config.logFile ?? paths.log, config.logLevel);
-    this.storage = new DiskStorage(config.cacheDir, config.cacheSize, (m) => this.log.warn(m));
+    this.disk = new DiskStorage(config.cacheDir, config.cacheSize, (m) => this.log.warn(m));
+    this.storage = tieredStorage(this.disk, config.remoteLevels, env, { log: this.log, track: (work) => this.track(work) });
     this.service = new CompileService({
       storage: this.storage,
       stats: this.stats,
@@ -145,9 +151,10 @@ class Daemon {
     process.on("SIGTERM", () => void this.close("SIGTERM"));
     process.on("SIGINT", () => void this.close("SIGINT"));
     process.on("SIGHUP", () => {});
-    void this.storage.start();
+    void this.disk.start();
     this.log.info(
-      `daemon ${process.pid} listening on ${this.paths.socket}; cache ${this.config.cacheDir} (max ${this.config.cacheSize} bytes)`,
+      `daemon ${process.pid} listening on ${this.paths.socket}; cache ${this.config.cacheDir} (max ${this.config.cacheSize} bytes)` +
+        this.storage.levelStats().slice(1).map((l) => `, then ${l.location}`).join(""),
     );
     this.armIdleTimer();
   }
@@ -219,6 +226,7 @@ class Daemon {
         return;
       case "zero-stats":
         this.stats.zero();
+        this.storage.zeroStats();
         this.send(s, encodeJson(Kind.Reply, await this.snapshot()));
         return;
       case "stop": {
@@ -233,13 +241,14 @@ class Daemon {
   }
 
   private async snapshot(): Promise<StatsJson> {
-    const usage = await this.storage.usage().catch(() => undefined);
-    return this.stats.snapshot({
-      location: this.storage.location,
+    const usage = await this.disk.usage().catch(() => undefined);
+    const snapshot = this.stats.snapshot({
+      location: this.disk.location,
       size: usage?.size,
       entries: usage?.entries,
-      maxSize: this.storage.maxSize,
+      maxSize: this.disk.maxSize,
     });
+    return { ...snapshot, cache_levels: this.storage.levelStats() };
   }
 
   private armIdleTimer(): void {
@@ -285,7 +294,10 @@ class Daemon {
     const deadline = Date.now() + DRAIN_TIMEOUT_MS;
     while ((this.inflight > 0 || this.background.size > 0) && Date.now() < deadline) await Bun.sleep(20);
     try {
-      await this.storage.settle();
+      await this.disk.settle();
+    } catch {}
+    try {
+      await this.storage.close();
     } catch {}
     this.log.info("stopped");
     this.resolveFinished();

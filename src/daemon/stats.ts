@@ -2,6 +2,7 @@
 
 import { readFileSync } from "node:fs";
 import type { Language, NotCacheableReason } from "../compilers/types.ts";
+import type { LevelStatsJson } from "../storage/tiered.ts";
 
 export type HitKind = "direct" | "preprocessed";
 
@@ -37,6 +38,8 @@ export interface StatsJson {
   daemon_rss_bytes: number;
   daemon_peak_rss_bytes: number | null;
   started_at: string;
+  /** Each storage level, local disk first (see storage/tiered.ts). */
+  cache_levels?: LevelStatsJson[];
 }
 
 const LANGUAGE_LABEL: Record<Language, string> = {
@@ -209,10 +212,27 @@ export function formatStats(j: StatsJson): string {
     `${"Max cache size".padEnd(24)}${formatBytes(j.max_cache_size)}`,
     `${"Daemon memory".padEnd(24)}${formatBytes(j.daemon_rss_bytes)} (peak ${formatBytes(j.daemon_peak_rss_bytes)})`,
   );
+  if (j.cache_levels && j.cache_levels.length > 1) lines.push("", ...formatLevels(j.cache_levels));
   return lines.join("\n") + "\n";
 }
 
 function hitRate(hits: number, misses: number): string {
   const total = hits + misses;
   return total === 0 ? "-" : `${((hits / total) * 100).toFixed(2)} %`;
+}
+
+/** The per-level table, shown when there are shared levels besides local disk. */
+export function formatLevels(levels: readonly LevelStatsJson[]): string[] {
+  const ms = (total: number, n: number) => (n > 0 ? `${(total / n).toFixed(2)} ms` : "-");
+  const lines = ["Cache levels:"];
+  for (const [i, l] of levels.entries()) {
+    lines.push(`  ${i}. ${l.location}${l.breaker === "open" ? "  [circuit breaker open]" : ""}`);
+    const rows: [string, string | number][] = [
+      ["hits", l.hits], ["misses", l.misses], ["errors", l.errors],
+      ["average read", ms(l.read_time_ms, l.reads)], ["average write", ms(l.write_time_ms, l.writes)],
+      ["backfills", l.backfills], ["oversized (not written)", l.oversized], ["skipped (breaker open)", l.skipped],
+    ];
+    for (const [k, v] of rows) lines.push(`     ${k.padEnd(31)}${String(v).padStart(12)}`);
+  }
+  return lines;
 }

@@ -1,0 +1,166 @@
+// One conformance suite, run against every shared backend on a real server: Redis
+// (redis-server), memcached, WebDAV (nginx) and S3 (Ceph RGW via ../shared/services/s3).
+// Each backend is configured the way a user does it, through KILN_<BACKEND>_* variables.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { loadConfig, type RemoteLevel } from "../src/config/config.ts";
+import { Logger } from "../src/daemon/log.ts";
+import { levelSpec } from "../src/storage/levels.ts";
+import { TieredStorage } from "../src/storage/tiered.ts";
+import { RemoteAuthError, type CacheStorage } from "../src/storage/types.ts";
+import { scratch } from "./support.ts";
+import { S3_SCRIPT, startMemcached, startRedis, startS3, startWebdav, type Server } from "./servers.ts";
+
+interface Backend {
+  name: string;
+  /** A running server with the right credentials. */
+  start(): Promise<Server>;
+  /** Environment overrides that give wrong credentials for `server`. */
+  wrongCredentials(server: Server): Promise<{ env: Record<string, string>; secret: string; cleanup?: () => void }>;
+}
+
+const BACKENDS: Backend[] = [
+  {
+    name: "redis",
+    start: () => startRedis({ password: "redis-pass-1" }),
+    wrongCredentials: async (s) => ({ env: { ...s.env, KILN_REDIS_PASSWORD: "not-the-password" }, secret: "not-the-password" }),
+  },
+  {
+    name: "memcached",
+    start: () => startMemcached({ user: "kiln", password: "mc-pass-1" }),
+    wrongCredentials: async (s) => ({ env: { ...s.env, KILN_MEMCACHED_PASSWORD: "not-the-password" }, secret: "not-the-password" }),
+  },
+  {
+    name: "webdav",
+    start: () => startWebdav({ user: "kiln", password: "dav-pass-1" }),
+    wrongCredentials: async (s) => ({ env: { ...s.env, KILN_WEBDAV_PASSWORD: "not-the-password" }, secret: "not-the-password" }),
+  },
+  {
+    name: "webdav (bazel layout)",
+    start: async () => {
+      const s = await startWebdav({ user: "kiln", password: "dav-pass-1" });
+      return { ...s, env: { ...s.env, KILN_WEBDAV_LAYOUT: "bazel" } };
+    },
+    wrongCredentials: async (s) => ({ env: { ...s.env, KILN_WEBDAV_PASSWORD: "not-the-password" }, secret: "not-the-password" }),
+  },
+  {
+    name: "s3",
+    start: () => startS3(),
+    wrongCredentials: async (s) => ({ env: { ...s.env, AWS_SECRET_ACCESS_KEY: "not-the-secret-key-0123456789abcdefghijk" }, secret: "not-the-secret-key-0123456789abcdefghijk" }),
+  },
+];
+
+function levelFrom(env: Record<string, string>): RemoteLevel {
+  const { config } = loadConfig({ HOME: scratch(), ...env, KILN_REDIS_TIMEOUT_MS: "3000", KILN_S3_TIMEOUT_MS: "10000" });
+  expect(config.remoteLevels).toHaveLength(1);
+  return config.remoteLevels[0]!;
+}
+
+function open(env: Record<string, string>): Promise<CacheStorage> {
+  return levelSpec(levelFrom(env), env).open();
+}
+
+function bytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed * 2654435761 + 1;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+const key = (n: number) => `${new Bun.CryptoHasher("sha256").update(String(n) + Math.random()).digest("hex")}r`;
+
+const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+
+for (const backend of BACKENDS) {
+  const needsS3 = backend.name === "s3";
+  describe.skipIf(needsS3 && !existsSync(S3_SCRIPT))(`${backend.name} storage`, () => {
+    let server: Server;
+    let storage: CacheStorage;
+    beforeAll(async () => {
+      server = await backend.start();
+      storage = await open(server.env);
+    }, 180_000);
+    afterAll(async () => {
+      await storage?.close?.();
+      server?.stop();
+    });
+
+    test("round trip; a missing key is a miss; an overwrite replaces the entry", async () => {
+      const k = key(1);
+      const first = bytes(3000, 1);
+      await storage.put(k, first);
+      expect(same(await storage.get(k), first)).toBe(true);
+      expect(await storage.get(key(2))).toBeUndefined();
+      const second = bytes(2000, 2);
+      await storage.put(k, second);
+      expect(same(await storage.get(k), second)).toBe(true);
+      await storage.remove(k);
+      expect(await storage.get(k)).toBeUndefined();
+    });
+
+    test("a large entry (5 MiB) round-trips byte for byte", async () => {
+      const k = key(3);
+      const big = bytes(5 * 1024 * 1024 + 17, 3);
+      await storage.put(k, big);
+      expect(same(await storage.get(k), big)).toBe(true);
+    }, 60_000);
+
+    test("concurrent writers: every key ends up holding one whole value that was written", async () => {
+      const shared = key(4);
+      const values = Array.from({ length: 8 }, (_, i) => bytes(1500 * 1024 + i * 1000, 10 + i));
+      const own = values.map((_, i) => key(100 + i));
+      const writers = [await open(server.env), await open(server.env)];
+      await Promise.all(values.flatMap((v, i) => [writers[i % 2]!.put(shared, v), writers[i % 2]!.put(own[i]!, v)]));
+      const got = await storage.get(shared);
+      expect(values.some((v) => same(got, v))).toBe(true);
+      for (const [i, k] of own.entries()) expect(same(await storage.get(k), values[i]!)).toBe(true);
+      for (const w of writers) await w.close?.();
+    }, 60_000);
+
+    test("wrong credentials: a clear auth error that names the server and not the secret", async () => {
+      const wrong = await backend.wrongCredentials(server);
+      let error: unknown;
+      const s = await open(wrong.env).catch((e) => {
+        error = e;
+        return undefined;
+      });
+      if (s) {
+        error = await s.get(key(5)).then(() => undefined, (e: unknown) => e);
+        await s.close?.();
+      }
+      expect(error).toBeInstanceOf(RemoteAuthError);
+      const e = error as RemoteAuthError;
+      expect(e.message).toContain("refused the credentials");
+      expect(e.message).toContain("127.0.0.1");
+      expect(e.hint).toBeTruthy();
+      expect(`${e.message} ${e.hint}`).not.toContain(wrong.secret);
+    }, 60_000);
+
+    test("the server going away mid-run: reads become counted misses, then the breaker skips it", async () => {
+      const k = key(6);
+      const blob = bytes(4000, 6);
+      await storage.put(k, blob);
+      const level = levelFrom({ ...server.env, [`KILN_${backend.name.split(" ")[0]!.toUpperCase()}_TIMEOUT_MS`]: "1500" });
+      const log = new Logger(`${scratch()}/log`, "debug");
+      const tiers = new TieredStorage({ location: "memory", get: async () => undefined, put: async () => {}, remove: async () => {} }, [levelSpec(level, server.env)], { log, track: () => {} });
+      expect(same(await tiers.get(k), blob)).toBe(true);
+      server.kill();
+      await Bun.sleep(200);
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        expect(await tiers.get(k)).toBeUndefined();
+        expect(performance.now() - started).toBeLessThan(level.connectTimeoutMs + level.timeoutMs + 500);
+      }
+      const [, remote] = tiers.levelStats();
+      expect(remote!.hits).toBe(1);
+      expect(remote!.errors).toBe(3);
+      expect(remote!.breaker).toBe("open");
+      expect(remote!.skipped).toBe(2);
+      await tiers.close();
+    }, 60_000);
+  });
+}
