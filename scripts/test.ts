@@ -7,8 +7,10 @@ import { $ } from "bun";
 const needed: [command: string, debianPackage: string][] = [
   ["gcc", "gcc"], ["g++", "g++"], ["clang", "clang"], ["clang++", "clang"], ["make", "make"], ["cmake", "cmake"],
   ["pgrep", "procps"], ["xz", "xz-utils"], ["script", "bsdutils"], ["unshare", "util-linux"],
+  ["redis-server", "redis-server"], ["memcached", "memcached"], ["nginx", "nginx-light"],
 ];
-const missing = needed.filter(([command]) => !Bun.which(command));
+const sbin = `${process.env.PATH ?? ""}:/usr/sbin:/sbin`;
+const missing = needed.filter(([command]) => !Bun.which(command, { PATH: sbin }));
 if (missing.length > 0) {
   const packages = [...new Set(missing.map(([, p]) => p))].join(" ");
   console.error(`npm test: missing ${missing.map(([c]) => c).join(", ")}.`);

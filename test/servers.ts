@@ -18,6 +18,9 @@ process.on("exit", () => {
   for (const s of running) s.stop();
 });
 
+/** Servers live in /usr/sbin, which a non-root PATH may lack. */
+const sbin = (name: string) => Bun.which(name, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` }) ?? name;
+
 /** A port nobody listens on right now. */
 export function freePort(): number {
   const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -61,7 +64,7 @@ function processServer(argv: string[], env: Record<string, string>): { pid: numb
 export async function startRedis(options: { password?: string; port?: number } = {}): Promise<Server & { port: number }> {
   const port = options.port ?? freePort();
   const dir = scratch("rd-");
-  const argv = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+  const argv = [sbin("redis-server"), "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
   if (options.password) argv.push("--requirepass", options.password);
   const env: Record<string, string> = { KILN_REDIS_ENDPOINT: `redis://127.0.0.1:${port}` };
   if (options.password) env.KILN_REDIS_PASSWORD = options.password;
@@ -72,7 +75,7 @@ export async function startRedis(options: { password?: string; port?: number } =
 
 export async function startMemcached(options: { user?: string; password?: string; itemSize?: string } = {}): Promise<Server> {
   const port = freePort();
-  const argv = ["memcached", "-l", "127.0.0.1", "-p", String(port), "-U", "0", "-m", "256"];
+  const argv = [sbin("memcached"), "-l", "127.0.0.1", "-p", String(port), "-U", "0", "-m", "256"];
   if (process.getuid?.() === 0) argv.push("-u", "root");
   if (options.itemSize) argv.push("-I", options.itemSize);
   const env: Record<string, string> = { KILN_MEMCACHED_ENDPOINT: `tcp://127.0.0.1:${port}` };
@@ -128,7 +131,7 @@ http {
     env.KILN_WEBDAV_USERNAME = options.user;
     env.KILN_WEBDAV_PASSWORD = options.password!;
   }
-  const { pid, server } = processServer(["nginx", "-p", dir, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], env);
+  const { pid, server } = processServer([sbin("nginx"), "-p", dir, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], env);
   await waitForPort(port, `nginx (see ${dir}/error.log)`, pid);
   return { ...server, root: join(root, "cache") };
 }
