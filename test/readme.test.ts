@@ -29,3 +29,14 @@ test("the config example in the README loads without errors or warnings", () => 
   expect(config.cacheSize).toBe(10 * 1024 ** 3);
   expect(config.directMode).toBe(true);
 });
+
+test("every config example in the README loads without errors or warnings", () => {
+  const blocks = [...readme.matchAll(/```toml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  expect(blocks.length).toBeGreaterThan(3);
+  for (const toml of blocks) {
+    const file = join(scratch(), "config");
+    writeFileSync(file, toml);
+    const { warnings } = loadConfig({ KILN_CONF: file, HOME: "/home/someone" });
+    expect(warnings).toEqual([]);
+  }
+});
