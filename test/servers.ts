@@ -61,16 +61,17 @@ function processServer(argv: string[], env: Record<string, string>): { pid: numb
   return { pid: proc.pid, server };
 }
 
-export async function startRedis(options: { password?: string; port?: number } = {}): Promise<Server & { port: number }> {
+export async function startRedis(options: { password?: string; port?: number } = {}): Promise<Server & { port: number; socket: string }> {
   const port = options.port ?? freePort();
   const dir = scratch("rd-");
-  const argv = [sbin("redis-server"), "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+  const socket = join(dir, "redis.sock");
+  const argv = [sbin("redis-server"), "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--unixsocket", socket];
   if (options.password) argv.push("--requirepass", options.password);
   const env: Record<string, string> = { KILN_REDIS_ENDPOINT: `redis://127.0.0.1:${port}` };
   if (options.password) env.KILN_REDIS_PASSWORD = options.password;
   const { pid, server } = processServer(argv, env);
   await waitForPort(port, "redis-server", pid);
-  return { ...server, port };
+  return { ...server, port, socket };
 }
 
 export async function startMemcached(options: { user?: string; password?: string; itemSize?: string } = {}): Promise<Server> {

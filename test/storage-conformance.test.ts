@@ -164,3 +164,43 @@ for (const backend of BACKENDS) {
     }, 60_000);
   });
 }
+
+describe("redis details", () => {
+  test("a unix:// endpoint and db select the socket and the database", async () => {
+    const redis = await startRedis();
+    try {
+      const viaSocket = await open({ KILN_REDIS_ENDPOINT: `unix://${redis.socket}`, KILN_REDIS_DB: "3" });
+      const viaTcp = await open({ KILN_REDIS_ENDPOINT: `redis://127.0.0.1:${redis.port}`, KILN_REDIS_DB: "3" });
+      const otherDb = await open({ KILN_REDIS_ENDPOINT: `redis://127.0.0.1:${redis.port}` });
+      const k = key(7);
+      const blob = bytes(10_000, 7);
+      await viaSocket.put(k, blob);
+      expect(same(await viaTcp.get(k), blob)).toBe(true);
+      expect(await otherDb.get(k)).toBeUndefined();
+      for (const s of [viaSocket, viaTcp, otherDb]) await s.close?.();
+    } finally {
+      redis.stop();
+    }
+  });
+
+  test("entries above max_entry_size are not written and are counted as oversized", async () => {
+    const redis = await startRedis();
+    try {
+      const env = { ...redis.env, KILN_REDIS_MAX_ENTRY_SIZE: "1000" };
+      const log = new Logger(`${scratch()}/log`, "debug");
+      const tiers = new TieredStorage({ location: "memory", get: async () => undefined, put: async () => {}, remove: async () => {} }, [levelSpec(levelFrom(env), env)], { log, track: () => {} });
+      const small = key(8);
+      const large = key(9);
+      await tiers.put(small, bytes(1000, 8));
+      await tiers.put(large, bytes(1001, 9));
+      await Bun.sleep(100); // the shared level's writes run in the background
+      expect(await tiers.get(small)).toBeDefined();
+      expect(await tiers.get(large)).toBeUndefined();
+      const [, remote] = tiers.levelStats();
+      expect(remote).toMatchObject({ oversized: 1, writes: 1, hits: 1, misses: 1, errors: 0 });
+      await tiers.close();
+    } finally {
+      redis.stop();
+    }
+  });
+});
