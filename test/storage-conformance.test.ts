@@ -3,7 +3,8 @@
 // Each backend is configured the way a user does it, through KILN_<BACKEND>_* variables.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { loadConfig, type RemoteLevel } from "../src/config/config.ts";
 import { Logger } from "../src/daemon/log.ts";
 import { levelSpec } from "../src/storage/levels.ts";
@@ -166,6 +167,38 @@ for (const backend of BACKENDS) {
 }
 
 describe("redis details", () => {
+  test("the breaker closes again once the server is back (one trial call after the pause)", async () => {
+    const redis = await startRedis();
+    const port = redis.port;
+    let again: Server | undefined;
+    try {
+      const env = { ...redis.env, KILN_REDIS_CONNECT_TIMEOUT_MS: "300", KILN_REDIS_TIMEOUT_MS: "300" };
+      const logFile = `${scratch()}/log`;
+      const log = new Logger(logFile, "info");
+      const tiers = new TieredStorage({ location: "memory", get: async () => undefined, put: async () => {}, remove: async () => {} }, [levelSpec(levelFrom(env), env)], { log, track: () => {}, breakerOpenMs: 1000 });
+      const k = key(10);
+      await tiers.put(k, bytes(100, 10));
+      await Bun.sleep(100);
+      redis.kill();
+      await Bun.sleep(100);
+      for (let i = 0; i < 4; i++) expect(await tiers.get(k)).toBeUndefined();
+      expect(tiers.levelStats()[1]).toMatchObject({ breaker: "open", errors: 3, skipped: 1 });
+      again = await startRedis({ port });
+      await Bun.sleep(1100);
+      const k2 = key(11);
+      expect(await tiers.get(k2)).toBeUndefined(); // the trial call: a plain miss, so the level works
+      expect(tiers.levelStats()[1]).toMatchObject({ breaker: "closed", errors: 3, misses: 1 });
+      log.close();
+      const text = await Bun.file(logFile).text();
+      expect(text.match(/failed 3 times in a row/g)).toHaveLength(1);
+      expect(text).toContain("answers again");
+      await tiers.close();
+    } finally {
+      redis.stop();
+      again?.stop();
+    }
+  });
+
   test("a unix:// endpoint and db select the socket and the database", async () => {
     const redis = await startRedis();
     try {
@@ -201,6 +234,33 @@ describe("redis details", () => {
       await tiers.close();
     } finally {
       redis.stop();
+    }
+  });
+});
+
+describe("webdav layouts on the server", () => {
+  test("subdirs and flat as ccache lays them out; bazel as bazel-remote's /ac (ActionResult) and /cas (sha256)", async () => {
+    const dav = await startWebdav();
+    try {
+      const k = key(12);
+      const blob = bytes(5000, 12);
+      const sha = (d: string | Uint8Array) => new Bun.CryptoHasher("sha256").update(d).digest("hex");
+      for (const layout of ["subdirs", "flat", "bazel"]) {
+        const s = await open({ ...dav.env, KILN_WEBDAV_LAYOUT: layout, KILN_WEBDAV_KEY_PREFIX: layout });
+        await s.put(k, blob);
+        expect(same(await s.get(k), blob)).toBe(true);
+        await s.close?.();
+      }
+      expect(readFileSync(join(dav.root, "subdirs", k.slice(0, 2), k.slice(2))).equals(Buffer.from(blob))).toBe(true);
+      expect(readFileSync(join(dav.root, "flat", k)).equals(Buffer.from(blob))).toBe(true);
+      const cas = readFileSync(join(dav.root, "bazel", "cas", sha(blob)));
+      expect(cas.equals(Buffer.from(blob))).toBe(true);
+      const ac = readFileSync(join(dav.root, "bazel", "ac", sha(k)));
+      // ActionResult.output_files[0].digest = { hash: sha256(blob), size_bytes: 5000 }
+      expect(ac.includes(Buffer.from(sha(blob)))).toBe(true);
+      expect(ac[0]).toBe((2 << 3) | 2);
+    } finally {
+      dav.stop();
     }
   });
 });

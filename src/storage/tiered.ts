@@ -13,7 +13,7 @@ import { RemoteAuthError, RemoteTimeout, type CacheStorage } from "./types.ts";
 
 /** Consecutive failures that open a level's circuit breaker. */
 const FAILURES_TO_OPEN = 3;
-/** How long an open breaker skips its level before one call tries it again. */
+/** How long an open breaker skips its level before one call tries it again (by default). */
 const OPEN_FOR_MS = 30_000;
 
 export interface LevelSpec {
@@ -66,6 +66,7 @@ class Level {
     readonly spec: LevelSpec,
     private readonly log: Logger,
     private readonly breaker: boolean,
+    private readonly openForMs = OPEN_FOR_MS,
   ) {
     this.stats = this.emptyStats();
   }
@@ -89,7 +90,7 @@ class Level {
       return { ok: false, error: new Error(`${this.spec.name}: circuit breaker open`) };
     }
     // Half-open: one trial call at a time; the others keep skipping until it answers.
-    if (this.breaker && this.failures >= FAILURES_TO_OPEN) this.openUntil = now + OPEN_FOR_MS;
+    if (this.breaker && this.failures >= FAILURES_TO_OPEN) this.openUntil = now + this.openForMs;
     const started = performance.now();
     try {
       const value = await this.deadline(async () => use(await this.backend()));
@@ -150,11 +151,11 @@ class Level {
       this.log.debug(`cache ${kind} at ${this.spec.location} failed: ${message}`);
     }
     if (this.breaker && this.failures === FAILURES_TO_OPEN) {
-      this.openUntil = Date.now() + OPEN_FOR_MS;
+      this.openUntil = Date.now() + this.openForMs;
       this.stats.breaker = "open";
       this.log.warn(
         `${this.spec.location} failed ${FAILURES_TO_OPEN} times in a row (last: ${message}); ` +
-          `not using it for ${OPEN_FOR_MS / 1000} s, compiles go on without it`,
+          `not using it for ${this.openForMs / 1000} s, compiles go on without it`,
       );
     }
   }
@@ -168,6 +169,8 @@ export interface TieredDeps {
   log: Logger;
   /** Background work the daemon must finish before exiting (remote writes, backfills). */
   track: (work: Promise<unknown>) => void;
+  /** How long an open circuit breaker skips its level (default 30 s). */
+  breakerOpenMs?: number;
 }
 
 export class TieredStorage implements CacheStorage {
@@ -181,7 +184,7 @@ export class TieredStorage implements CacheStorage {
       name: "disk", location: disk.location, readOnly: false, maxEntrySize: Infinity, timeoutMs: undefined,
       open: async () => disk,
     };
-    this.levels = [new Level(diskSpec, deps.log, false), ...remotes.map((r) => new Level(r, deps.log, true))];
+    this.levels = [new Level(diskSpec, deps.log, false), ...remotes.map((r) => new Level(r, deps.log, true, deps.breakerOpenMs))];
   }
 
   /** The first level that holds the key; a disk read error is thrown if no level has it. */

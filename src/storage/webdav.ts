@@ -27,10 +27,16 @@ export class WebdavStorage implements CacheStorage {
     readonly location: string,
   ) {
     const prefix = cfg.keyPrefix === "" ? "" : cfg.keyPrefix.replace(/^\/+/, "").replace(/\/*$/, "/");
-    this.base = cfg.endpoint.replace(/\/*$/, "/") + prefix;
+    // Credentials written into the endpoint (http://user:pass@host/) become a header.
+    const endpoint = new URL(cfg.endpoint);
+    const username = cfg.username ?? (endpoint.username ? decodeURIComponent(endpoint.username) : undefined);
+    const password = cfg.password ?? (endpoint.password ? decodeURIComponent(endpoint.password) : undefined);
+    endpoint.username = "";
+    endpoint.password = "";
+    this.base = endpoint.toString().replace(/\/*$/, "/") + prefix;
     if (cfg.token !== undefined) this.headers.authorization = `Bearer ${cfg.token}`;
-    else if (cfg.username !== undefined || cfg.password !== undefined) {
-      this.headers.authorization = `Basic ${Buffer.from(`${cfg.username ?? ""}:${cfg.password ?? ""}`).toString("base64")}`;
+    else if (username !== undefined || password !== undefined) {
+      this.headers.authorization = `Basic ${Buffer.from(`${username ?? ""}:${password ?? ""}`).toString("base64")}`;
     }
   }
 
