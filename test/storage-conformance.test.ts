@@ -264,3 +264,22 @@ describe("webdav layouts on the server", () => {
     }
   });
 });
+
+describe("memcached details", () => {
+  test("an item the server refuses as too large is a clean error, and the connection goes on", async () => {
+    const mc = await startMemcached(); // -I 1m, but Kiln is told 4m: chunks of ~4 MB are refused
+    try {
+      const s = await open({ ...mc.env, KILN_MEMCACHED_ITEM_SIZE: "4m" });
+      const k = key(13);
+      const error = await s.put(k, bytes(3_000_000, 13)).then(() => undefined, (e: unknown) => e);
+      expect(String(error)).toContain("SERVER_ERROR object too large for cache");
+      expect(await s.get(k)).toBeUndefined();
+      const small = bytes(100, 14);
+      await s.put(k, small);
+      expect(same(await s.get(k), small)).toBe(true);
+      await s.close?.();
+    } finally {
+      mc.stop();
+    }
+  });
+});
