@@ -23,6 +23,8 @@ KILN_DIRECT=0 (no direct mode), KILN_DEPEND=1 (depend mode), KILN_BASEDIRS (chec
 ':'-separated), KILN_IDLE_TIMEOUT (seconds, 0 = never), KILN_LOG (debug|info|warn|error),
 KILN_ERROR_LOG (log file), KILN_RECACHE=1 (recompile and overwrite), KILN_NO_CACHE=1 (bypass
 the cache), KILN_CLIENT_TRACE=1 (print where a compile's milliseconds went).
+Shared caches: KILN_REDIS_ENDPOINT, KILN_S3_BUCKET, KILN_MEMCACHED_ENDPOINT, KILN_WEBDAV_ENDPOINT
+(and KILN_<BACKEND>_<KEY> for each config key), KILN_CACHE_CHAIN=disk,redis,s3 (lookup order).
 Symlink a compiler's name to kiln (gcc -> kiln) to use it as that compiler.
 `;
 
