@@ -3,7 +3,7 @@
 // Also the directory listings used to prove that no file appeared where the preprocessor
 // would have found it first.
 
-import { readdirSync, readFileSync, statSync, type Stats } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from "node:fs";
 
 /**
  * A change within this window of the last stat may not show in mtime (coarse timestamps,
@@ -92,6 +92,7 @@ function scanTimeMacros(bytes: Uint8Array): Pick<FileDigest, "usesTime" | "usesD
 export class FileDigests {
   private readonly files: BoundedCache<{ key: StatKey; value: FileDigest }>;
   private readonly dirs: BoundedCache<{ key: StatKey; names: Set<string> }>;
+  private readonly binaries = new BoundedCache<{ key: StatKey; digest: string }>(10_000);
 
   constructor(
     maxFiles = 200_000,
@@ -123,6 +124,36 @@ export class FileDigests {
     const now = this.now();
     if (now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.files.set(path, { key: statKey(st), value });
     return value;
+  }
+
+  /**
+   * The sha256 of a large file (a compiler's shared libraries), read in chunks and remembered
+   * while its stat data is unchanged; undefined when it is missing or not a regular file.
+   */
+  binary(path: string): string | undefined {
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st || !st.isFile()) return undefined;
+    const cached = this.binaries.get(path);
+    if (cached && sameStat(cached.key, st)) return cached.digest;
+    const h = new Bun.CryptoHasher("sha256");
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch {
+      return undefined;
+    }
+    try {
+      for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) h.update(chunk.subarray(0, n));
+    } catch {
+      return undefined;
+    } finally {
+      closeSync(fd);
+    }
+    const digest = h.digest("hex");
+    const now = this.now();
+    if (now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.binaries.set(path, { key: statKey(st), digest });
+    return digest;
   }
 
   /**

@@ -5,6 +5,9 @@ import type { Language, NotCacheableReason } from "../compilers/types.ts";
 
 export type HitKind = "direct" | "preprocessed";
 
+/** What hits and misses are counted by: a C-family language, or Rust (every rustc call). */
+export type CountedLanguage = Language | "rust";
+
 /** Stats as `--stats-format json` prints them. Field names are part of the CLI contract. */
 export interface StatsJson {
   stats: {
@@ -39,7 +42,7 @@ export interface StatsJson {
   started_at: string;
 }
 
-const LANGUAGE_LABEL: Record<Language, string> = {
+const LANGUAGE_LABEL: Record<CountedLanguage, string> = {
   c: "C",
   "c++": "C++",
   "objective-c": "Objective-C",
@@ -50,6 +53,7 @@ const LANGUAGE_LABEL: Record<Language, string> = {
   "objective-c++-cpp-output": "Objective-C++",
   assembler: "Assembler",
   "assembler-with-cpp": "Assembler",
+  rust: "Rust",
 };
 
 function bump(map: Record<string, number>, key: string, by = 1): void {
@@ -92,7 +96,7 @@ export class Stats {
     this.s.compile_requests += 1;
   }
 
-  hit(language: Language, kind: HitKind, ms: number): void {
+  hit(language: CountedLanguage, kind: HitKind, ms: number): void {
     bump(this.s.cache_hits, LANGUAGE_LABEL[language]);
     this.s.cache_hits_total += 1;
     if (kind === "direct") this.s.direct_hits += 1;
@@ -100,7 +104,7 @@ export class Stats {
     this.s.hit_time_ms += ms;
   }
 
-  miss(language: Language, ms: number): void {
+  miss(language: CountedLanguage, ms: number): void {
     bump(this.s.cache_misses, LANGUAGE_LABEL[language]);
     this.s.cache_misses_total += 1;
     this.s.miss_time_ms += ms;
