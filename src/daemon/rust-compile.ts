@@ -207,8 +207,9 @@ export class RustCompileService {
   private async compileAndRecord(job: RustJob): Promise<CompileReply> {
     const { call, parsed, argv } = job;
     const startedAtMs = Date.now();
-    // The jobserver cargo names is a pair of file descriptors only its own children have.
-    const opts = { cwd: call.cwd, env: { ...call.env, CARGO_MAKEFLAGS: undefined } };
+    // The jobserver cargo (or make) names is a pair of file descriptors only its own children
+    // have: rustc would warn that it cannot open them, and run with its own job limit.
+    const opts = { cwd: call.cwd, env: { ...call.env, CARGO_MAKEFLAGS: undefined, MAKEFLAGS: undefined, MFLAGS: undefined } };
     const ownDepInfo = parsed.emit.includes("dep-info");
     const depTemp = ownDepInfo ? undefined : `${tmpdir()}/kiln-${process.pid}-${++this.tempFiles}.d`;
     const withoutEmit = argv.filter((a, i) => !a.startsWith("--emit=") && a !== "--emit" && argv[i - 1] !== "--emit");
