@@ -193,6 +193,13 @@ describe("one package", () => {
     expect(ok([bin]).stdout).toBe("eve 3\n");
   }, 120_000);
 
+  test("RUSTC_WRAPPER and RUSTC_WORKSPACE_WRAPPER both kiln (cargo runs `kiln kiln rustc`)", () => {
+    const env = { RUSTC_WORKSPACE_WRAPPER: KILN, TINY_WHO: "gus" };
+    expect(rebuild(env).stats.cache_misses).toEqual({ Rust: 1 });
+    expect(rebuild(env).stats.cache_hits).toEqual({ Rust: 1 });
+    expect(ok([bin]).stdout).toBe("gus 3\n");
+  }, 120_000);
+
   test("cargo clippy (clippy-driver) is cached and its lints come back on a hit", () => {
     const clippy = run([cargoBin(), "clippy", "--version"], { cwd: dir });
     if (clippy.exitCode !== 0) {
@@ -247,6 +254,24 @@ describe("rustc called directly", () => {
     expect(k.kiln([toolchainRustc, ...lib], { cwd: dir }).exitCode).toBe(0);
     expect(sha256File(join(dir, "out", "libm-s.a"))).toBe(digest);
     expect(k.stats().cache_hits).toEqual({ Rust: 1 });
+  }, 60_000);
+
+  test("a -l static= library is in the key (it is bundled into the rlib)", () => {
+    const archive = (value: number) => {
+      writeFiles(dir, { "native/cf.c": `int cf(void) { return ${value}; }\n` });
+      ok(["gcc", "-c", "native/cf.c", "-o", "native/cf.o"], { cwd: dir });
+      rmSync(join(dir, "native", "libcf.a"), { force: true });
+      ok(["ar", "rcs", "native/libcf.a", "native/cf.o"], { cwd: dir });
+    };
+    const lib = ["--crate-name", "m", "--crate-type", "rlib", "-C", "extra-filename=-l", "--out-dir", "out", "-L", "native=native", "-l", "static=cf", "m.rs"];
+    archive(1);
+    k.zero();
+    for (let i = 0; i < 2; i++) expect(k.kiln([toolchainRustc, ...lib], { cwd: dir }).exitCode).toBe(0);
+    archive(2);
+    expect(k.kiln([toolchainRustc, ...lib], { cwd: dir }).exitCode).toBe(0);
+    const s = k.stats();
+    expect(s.cache_misses).toEqual({ Rust: 2 });
+    expect(s.cache_hits).toEqual({ Rust: 1 });
   }, 60_000);
 
   test("rustc's own errors come through; failed compiles are not cached", () => {
