@@ -67,6 +67,8 @@ export class RustCompileService {
   /** The last update of each manifest under way. */
   private readonly manifestUpdates = new Map<string, Promise<void>>();
   private tempFiles = 0;
+  /** rustc paths whose identity has been asked for (see `handle`). */
+  private readonly warmed = new Set<string>();
 
   constructor(
     private readonly deps: CompileServiceDeps,
@@ -93,13 +95,19 @@ export class RustCompileService {
       rustc = absolute(call.cwd, args[0]);
       args = args.slice(1);
     }
+    // The first call of a toolchain (cargo's `rustc -vV`) starts hashing it (about half a GB)
+    // in the background: by the first library crate, after the build scripts, it is done.
+    if (!this.warmed.has(rustc)) {
+      this.warmed.add(rustc);
+      this.identities.identify(rustc, call.cwd, call.env, undefined, undefined).catch(() => {});
+    }
     const parsed = parseRustcArgs(args, call.cwd);
     if (!parsed.cacheable) return notCacheable(parsed.reason, parsed.detail);
 
     let job: RustJob;
     try {
       const identity = await this.identities.identify(rustc, call.cwd, call.env, parsed.target, parsed.sysroot);
-      const clippyDigest = clippy ? this.digests.binary(await this.identities.sibling(compiler, call.cwd, call.env, rustc)) : undefined;
+      const clippyDigest = clippy ? await this.digests.binary(await this.identities.sibling(compiler, call.cwd, call.env, rustc)) : undefined;
       if (clippy && clippyDigest === undefined) return notCacheable("unknown compiler", compiler);
       const outDir = absolute(call.cwd, parsed.outDir ?? ".");
       const norm = normalizer(this.deps.options.basedirs, call.cwd, outDir, absolute(call.cwd, parsed.input));

@@ -86,7 +86,7 @@ export class RustcIdentities {
     }
     const h = new Bun.CryptoHasher("sha256").update(toolchain.version);
     for (const file of files) {
-      const digest = this.digests.binary(file);
+      const digest = await this.digests.binary(file);
       if (digest === undefined) {
         this.fileLists.delete(listKey);
         throw new Error(`cannot read ${file}`);
