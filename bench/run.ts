@@ -649,7 +649,7 @@ function parseOptions(): Options {
   };
 }
 
-async function machineInfo(tools: Tool[]): Promise<Record<string, string>> {
+async function machineInfo(tools: Tool[], workloads: string[]): Promise<Record<string, string>> {
   const env = baseEnv("KILN_BENCH_TOOL=info");
   const cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpus()[0]?.model ?? "unknown";
   const info: Record<string, string> = {
@@ -663,6 +663,10 @@ async function machineInfo(tools: Tool[]): Promise<Record<string, string>> {
     bun: Bun.version,
   };
   for (const t of tools) info[t.name === "plain" ? "gcc" : t.name] = t.version;
+  if (workloads.includes("rust")) {
+    info.rustc = await firstLine(["rustc", "--version"], env);
+    info.cargo = await firstLine(["cargo", "--version"], env);
+  }
   if (!info.gcc) info.gcc = await firstLine(["gcc", "--version"], env);
   return info;
 }
@@ -695,7 +699,7 @@ async function main(): Promise<void> {
       if (t) tools.push(t);
     }
     if (tools.length === 0) throw new Error("no tools to benchmark");
-    info = await machineInfo(tools);
+    info = await machineInfo(tools, o.workloads);
     log(`scratch: ${scratch}; tools: ${tools.map((t) => t.name).join(", ")}; make -j${o.jobs}`);
     for (const w of o.workloads) all[w] = await benchWorkload(WORKLOADS[w]!, tools, scratch, o);
   } finally {
@@ -703,7 +707,7 @@ async function main(): Promise<void> {
   }
 
   const stamp = new Date().toISOString().replace(/\.\d+Z$/, "Z").replace(/:/g, "-");
-  const settings = `make -j${o.jobs}; reps: ${o.quick ? "1 (quick)" : o.reps ?? "cold 5 on lua, 3 on leveldb; warm 5"}; cold = empty cache (server restarted, untimed), warm = \`make clean\` then rebuild with the cache full`;
+  const settings = `make -j${o.jobs} (cargo build -j${o.jobs} for rust); reps: ${o.quick ? "1 (quick)" : o.reps ?? "cold 5 on lua, 3 on leveldb and rust; warm 5"}; cold = empty cache (server restarted, untimed), warm = \`make clean\` (\`cargo clean\`) then rebuild with the cache full`;
   let md = `# Kiln benchmark, ${stamp}\n\n`;
   md += Object.entries(info).map(([k, v]) => `- ${k}: ${v}`).join("\n");
   md += `\n- settings: ${settings}\n\n`;
