@@ -274,6 +274,19 @@ describe("rustc called directly", () => {
     expect(s.cache_hits).toEqual({ Rust: 1 });
   }, 60_000);
 
+  test("without --emit=dep-info: a dep-info-only run finds the modules, and editing one is a miss", () => {
+    writeFiles(dir, { "n.rs": `mod sub;\npub use sub::f;\n`, "sub.rs": `pub fn f() -> u32 { 1 }\n` });
+    const lib = ["--crate-name", "n", "--crate-type", "lib", "--emit=link,metadata", "--out-dir", "out", "n.rs"];
+    k.zero();
+    for (let i = 0; i < 2; i++) expect(k.kiln([toolchainRustc, ...lib], { cwd: dir }).exitCode).toBe(0);
+    expect(existsSync(join(dir, "out", "n.d"))).toBe(false); // nothing the call did not ask for
+    writeFiles(dir, { "sub.rs": `pub fn f() -> u32 { 2 }\n` });
+    expect(k.kiln([toolchainRustc, ...lib], { cwd: dir }).exitCode).toBe(0);
+    const s = k.stats();
+    expect(s.cache_misses).toEqual({ Rust: 2 });
+    expect(s.cache_hits).toEqual({ Rust: 1 });
+  }, 60_000);
+
   test("rustc's own errors come through; failed compiles are not cached", () => {
     k.zero();
     writeFiles(dir, { "bad.rs": `pub fn f() -> u32 { "no" }\n` });
