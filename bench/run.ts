@@ -5,6 +5,7 @@ import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync,
 import { cpus, homedir, release, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { writeRustWorkspace } from "../scripts/rust-workspace.ts";
 
 const repoRoot = resolve(import.meta.dir, "..");
 const TOOL_NAMES = ["plain", "ccache", "sccache", "kiln", "kiln-depend"] as const;
@@ -165,9 +166,12 @@ interface Tool {
 function baseEnv(marker: string): Env {
   const env: Env = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || /^(CCACHE_|SCCACHE_|KILN_|MAKEFLAGS$|MFLAGS$|MAKELEVEL$)/.test(k)) continue;
+    if (v === undefined || /^(CCACHE_|SCCACHE_|KILN_|MAKEFLAGS$|MFLAGS$|MAKELEVEL$|RUSTC_WRAPPER$|RUSTC_WORKSPACE_WRAPPER$|CARGO_INCREMENTAL$)/.test(k)) continue;
     env[k] = v;
   }
+  // rustup's cargo may be installed but off PATH.
+  const cargoBin = join(homedir(), ".cargo", "bin");
+  if (!Bun.which("cargo", { PATH: env.PATH ?? "" }) && existsSync(join(cargoBin, "cargo"))) env.PATH = `${cargoBin}:${env.PATH ?? ""}`;
   const [key, value] = marker.split("=") as [string, string];
   env[key] = value;
   return env;
@@ -342,6 +346,8 @@ function workloadSource(name: string): string {
 
 interface Workload {
   name: string;
+  /** The tools that can cache this workload's compiles (all when absent). */
+  tools?: readonly ToolName[];
   defaultColdReps: number;
   timeoutSec: number;
   /** Copy sources into `dir` (the tool's own scratch tree) and configure; untimed. */
@@ -406,7 +412,38 @@ const leveldb: Workload = {
   },
 };
 
-const WORKLOADS: Record<string, Workload> = { "lua5.4": lua, leveldb };
+/**
+ * A cargo workspace (scripts/rust-workspace.ts: regex, serde_json, clap with derive, from
+ * Debian's packaged crates, offline). The tool is cargo's RUSTC_WRAPPER; CARGO_INCREMENTAL=0
+ * for every tool (incremental crates are not cacheable, and plain builds would differ).
+ */
+const rust: Workload = {
+  name: "rust",
+  tools: ["plain", "sccache", "kiln"],
+  defaultColdReps: 3,
+  timeoutSec: 600,
+  async prepare(_tool, dir) {
+    writeRustWorkspace(join(dir, "ws"));
+  },
+  // cargo reads .cargo/config.toml (the offline source) from its working directory: env -C.
+  build: (tool, dir, jobs) => [
+    "env", "-C", join(dir, "ws"), ...(tool.prefix.length > 0 ? [`RUSTC_WRAPPER=${tool.prefix.join(" ")}`] : []), "CARGO_INCREMENTAL=0",
+    "cargo", "build", "-v", `-j${jobs}`,
+  ],
+  clean: (dir) => ["env", "-C", join(dir, "ws"), "cargo", "clean"],
+  hitCommand(tool, dir) {
+    // cargo -v prints each rustc call as `Running \`ENV=... [wrapper] rustc args\``.
+    const log = readFileSync(join(dir, "build.log"), "utf8");
+    const line = log.split("\n").find((l) => /Running `.* --crate-name regex /.test(l));
+    if (!line) throw new Error(`no compile of regex in ${join(dir, "build.log")}`);
+    const command = line.slice(line.indexOf("`") + 1, line.lastIndexOf("`"));
+    // cargo compiles a registry crate in its own directory (the cwd is part of the key).
+    const cwd = /CARGO_MANIFEST_DIR=(\S+)/.exec(command)?.[1] ?? join(dir, "ws");
+    return { cwd, command: `env CARGO_INCREMENTAL=0 ${command}` };
+  },
+};
+
+const WORKLOADS: Record<string, Workload> = { "lua5.4": lua, leveldb, rust };
 
 // ---------------------------------------------------------------- measuring
 
@@ -446,7 +483,7 @@ async function measureBuild(tool: Tool, w: Workload, dir: string, phase: Phase, 
 async function measureHit(tool: Tool, w: Workload, dir: string, o: Options): Promise<HitLatency> {
   const { cwd, command } = w.hitCommand(tool, dir);
   await tool.ready();
-  const full = [...tool.prefix, command].join(" ");
+  const full = w.name === "rust" ? command : [...tool.prefix, command].join(" ");
   const out = join(dir, "hyperfine.json");
   const runs = tool.name === "plain"
     ? ["--warmup", "1", "--runs", o.quick ? "3" : "5"]
@@ -465,7 +502,8 @@ function describe(s: Sample): string {
   return parts.join(", ");
 }
 
-async function benchWorkload(w: Workload, tools: Tool[], scratch: string, o: Options): Promise<Record<string, ToolResult>> {
+async function benchWorkload(w: Workload, allTools: Tool[], scratch: string, o: Options): Promise<Record<string, ToolResult>> {
+  const tools = allTools.filter((t) => !w.tools || w.tools.includes(t.name));
   const results: Record<string, ToolResult> = {};
   const dirs: Record<string, string> = {};
   // A tool that fails is reported and left out of the rest of this workload.
@@ -592,12 +630,12 @@ function parseOptions(): Options {
     },
   });
   if (values.help) {
-    log("usage: bun bench/run.ts [--workload lua5.4|leveldb|all] [--tools plain,ccache,sccache,kiln,kiln-depend] [--reps N] [--jobs N] [--quick] [--timeout SEC] [--kiln PATH] [--keep]");
+    log("usage: bun bench/run.ts [--workload lua5.4|leveldb|rust|all] [--tools plain,ccache,sccache,kiln,kiln-depend] [--reps N] [--jobs N] [--quick] [--timeout SEC] [--kiln PATH] [--keep]");
     process.exit(0);
   }
   const tools = values.tools.split(",").map((t) => t.trim());
   for (const t of tools) if (!(TOOL_NAMES as readonly string[]).includes(t)) throw new Error(`unknown tool ${t}; choose from ${TOOL_NAMES.join(",")}`);
-  const workloads = values.quick ? ["lua5.4"] : values.workload === "all" ? Object.keys(WORKLOADS) : values.workload.split(",");
+  const workloads = values.workload === "all" ? (values.quick ? ["lua5.4"] : Object.keys(WORKLOADS)) : values.workload.split(",");
   for (const w of workloads) if (!WORKLOADS[w]) throw new Error(`unknown workload ${w}; choose from ${Object.keys(WORKLOADS).join(", ")} or all`);
   const int = (s: string | undefined, what: string) => {
     if (s === undefined) return undefined;
@@ -611,7 +649,7 @@ function parseOptions(): Options {
   };
 }
 
-async function machineInfo(tools: Tool[]): Promise<Record<string, string>> {
+async function machineInfo(tools: Tool[], workloads: string[]): Promise<Record<string, string>> {
   const env = baseEnv("KILN_BENCH_TOOL=info");
   const cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpus()[0]?.model ?? "unknown";
   const info: Record<string, string> = {
@@ -625,6 +663,10 @@ async function machineInfo(tools: Tool[]): Promise<Record<string, string>> {
     bun: Bun.version,
   };
   for (const t of tools) info[t.name === "plain" ? "gcc" : t.name] = t.version;
+  if (workloads.includes("rust")) {
+    info.rustc = await firstLine(["rustc", "--version"], env);
+    info.cargo = await firstLine(["cargo", "--version"], env);
+  }
   if (!info.gcc) info.gcc = await firstLine(["gcc", "--version"], env);
   return info;
 }
@@ -657,7 +699,7 @@ async function main(): Promise<void> {
       if (t) tools.push(t);
     }
     if (tools.length === 0) throw new Error("no tools to benchmark");
-    info = await machineInfo(tools);
+    info = await machineInfo(tools, o.workloads);
     log(`scratch: ${scratch}; tools: ${tools.map((t) => t.name).join(", ")}; make -j${o.jobs}`);
     for (const w of o.workloads) all[w] = await benchWorkload(WORKLOADS[w]!, tools, scratch, o);
   } finally {
@@ -665,7 +707,7 @@ async function main(): Promise<void> {
   }
 
   const stamp = new Date().toISOString().replace(/\.\d+Z$/, "Z").replace(/:/g, "-");
-  const settings = `make -j${o.jobs}; reps: ${o.quick ? "1 (quick)" : o.reps ?? "cold 5 on lua, 3 on leveldb; warm 5"}; cold = empty cache (server restarted, untimed), warm = \`make clean\` then rebuild with the cache full`;
+  const settings = `make -j${o.jobs} (cargo build -j${o.jobs} for rust); reps: ${o.quick ? "1 (quick)" : o.reps ?? "cold 5 on lua, 3 on leveldb and rust; warm 5"}; cold = empty cache (server restarted, untimed), warm = \`make clean\` (\`cargo clean\`) then rebuild with the cache full`;
   let md = `# Kiln benchmark, ${stamp}\n\n`;
   md += Object.entries(info).map(([k, v]) => `- ${k}: ${v}`).join("\n");
   md += `\n- settings: ${settings}\n\n`;

@@ -2,15 +2,33 @@
 // runner; ends with one line `N passed, N failed`.
 
 import { $ } from "bun";
+import { existsSync, readdirSync } from "node:fs";
+
+// rustup's cargo and rustc may be installed but off PATH (CI installs them for root).
+for (const dir of [`${process.env.HOME ?? "/root"}/.cargo/bin`, "/root/.cargo/bin"]) {
+  if (!Bun.which("cargo") && existsSync(`${dir}/cargo`)) process.env.PATH = `${dir}:${process.env.PATH ?? ""}`;
+}
 
 // The tests run real compilers and tools; say up front which are missing and how to get them.
 const needed: [command: string, debianPackage: string][] = [
   ["gcc", "gcc"], ["g++", "g++"], ["clang", "clang"], ["clang++", "clang"], ["make", "make"], ["cmake", "cmake"],
   ["pgrep", "procps"], ["xz", "xz-utils"], ["script", "bsdutils"], ["unshare", "util-linux"],
   ["redis-server", "redis-server"], ["memcached", "memcached"], ["nginx", "nginx-light"],
+  ["cargo", "cargo"], ["rustc", "rustc"],
 ];
 const sbin = `${process.env.PATH ?? ""}:/usr/sbin:/sbin`;
 const missing = needed.filter(([command]) => !Bun.which(command, { PATH: sbin }));
+// The cargo tests build against Debian's packaged crates.
+const registry = (() => {
+  try {
+    return readdirSync("/usr/share/cargo/registry");
+  } catch {
+    return [];
+  }
+})();
+for (const [crate, pkg] of [["regex", "librust-regex-dev"], ["serde_json", "librust-serde-json-dev"], ["clap", "librust-clap-dev"]]) {
+  if (!registry.some((d) => d.startsWith(`${crate}-`))) missing.push([`${crate} in /usr/share/cargo/registry`, pkg!]);
+}
 if (missing.length > 0) {
   const packages = [...new Set(missing.map(([, p]) => p))].join(" ");
   console.error(`npm test: missing ${missing.map(([c]) => c).join(", ")}.`);

@@ -22,6 +22,17 @@ function masqueradeName(argv0: string): string | undefined {
   return name.startsWith("kiln") || name === "bun" ? undefined : name;
 }
 
+/** Whether `path` names this very executable (cheap unless it is called kiln-something). */
+function isSelf(path: string): boolean {
+  if (!basename(path).startsWith("kiln")) return false;
+  try {
+    const { realpathSync } = require("node:fs") as typeof import("node:fs");
+    return realpathSync(path) === realpathSync(process.execPath);
+  } catch {
+    return false;
+  }
+}
+
 /** What the client passes when it starts the daemon; checked before any masquerade logic. */
 const DAEMON_FLAG = "--internal-daemon";
 
@@ -34,6 +45,8 @@ async function main(): Promise<number> {
   }
   const masquerade = masqueradeName(process.argv0);
   const argv = masquerade ? [masquerade, ...args] : args;
+  // RUSTC_WRAPPER=kiln and RUSTC_WORKSPACE_WRAPPER=kiln together: cargo runs `kiln kiln rustc ...`.
+  while (!masquerade && argv.length > 1 && isSelf(argv[0]!)) argv.shift();
   if (!masquerade && (args.length === 0 || args[0]!.startsWith("-") || args[0] === "bench")) {
     return tools().runCli(args, env);
   }

@@ -1,6 +1,7 @@
 // Running the real compiler from the client: for calls the daemon hands back, and whenever no
 // daemon can be reached. A build never fails because of Kiln.
 
+import { fstatSync } from "node:fs";
 import { compilerNotFound, findCompiler } from "./find-compiler.ts";
 import { constants } from "node:os";
 
@@ -20,13 +21,39 @@ export function exitCodeOf(proc: { exitCode: number | null; signalCode: number |
   return 128 + (signal ?? 1);
 }
 
+type Stdio = "inherit" | "ignore" | number;
+
+/**
+ * The caller's stdio, plus the jobserver's file descriptors when make or cargo passed them
+ * (`--jobserver-auth=R,W` in MAKEFLAGS or CARGO_MAKEFLAGS): rustc and gcc -flto=jobserver
+ * warn and lose the build's job limit without them. Other descriptors stay closed.
+ */
+export function compilerStdio(env: Record<string, string | undefined>): Stdio[] {
+  const stdio: Stdio[] = ["inherit", "inherit", "inherit"];
+  for (const flags of [env.CARGO_MAKEFLAGS, env.MAKEFLAGS]) {
+    const m = flags && /--jobserver-(?:auth|fds)=(\d+),(\d+)/.exec(flags);
+    if (!m) continue;
+    for (const fd of [Number(m[1]), Number(m[2])]) {
+      if (fd < 3 || fd > 1024) continue;
+      try {
+        fstatSync(fd);
+      } catch {
+        continue;
+      }
+      while (stdio.length <= fd) stdio.push("ignore");
+      stdio[fd] = fd;
+    }
+  }
+  return stdio;
+}
+
 export async function runCompiler(
   path: string,
   args: string[],
   env: Record<string, string | undefined>,
 ): Promise<number> {
   const proc = Bun.spawn([path, ...args], {
-    stdio: ["inherit", "inherit", "inherit"],
+    stdio: compilerStdio(env) as ["inherit", "inherit", "inherit"],
     env: { ...env, [INNER_ENV]: "1" },
   });
   await proc.exited;

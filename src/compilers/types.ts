@@ -15,7 +15,16 @@ export type NotCacheableReason =
   | "unsupported compiler option"
   | "unreadable response file"
   | "unknown compiler"
-  | "cache disabled (KILN_NO_CACHE)";
+  | "cache disabled (KILN_NO_CACHE)"
+  // rustc
+  | "crate type bin"
+  | "crate type dylib"
+  | "crate type cdylib"
+  | "crate type proc-macro"
+  | "incremental compilation (-C incremental)"
+  | "unsupported --emit"
+  | "rustc query (--print, -vV)"
+  | "unsupported rustc option";
 
 export interface NotCacheable {
   cacheable: false;

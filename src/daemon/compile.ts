@@ -15,12 +15,14 @@ import { parseSearchDirs, pchFiles, scanPreprocessed, type SearchDirs } from "..
 import { callerWantsColor, choosesColor, FORCE_COLOR, stripColors } from "../compilers/diagnostics.ts";
 import { CompilerIdentities, isCFamilyName, isCxxDriverName, type CompilerIdentity } from "../compilers/identity.ts";
 import { runCaptured, type Captured } from "../compilers/process.ts";
+import { isRustcName } from "../compilers/rust/args.ts";
 import type { CFamilyCompile, NotCacheableReason } from "../compilers/types.ts";
 import type { CacheStorage } from "../storage/types.ts";
 import { CorruptEntry, decodeResult, encodeResult, entryChecksum, type ResultEntry } from "../storage/entry.ts";
 import { BoundedCache, FileDigests } from "./file-digests.ts";
 import type { Logger } from "./log.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
+import { RustCompileService } from "./rust-compile.ts";
 import type { Stats } from "./stats.ts";
 
 export type CompileReply =
@@ -84,6 +86,8 @@ export class CompileService {
   private readonly pending = new Map<string, Promise<unknown>>();
   /** The last update of each manifest under way (see `addVariant`). */
   private readonly manifestUpdates = new Map<string, Promise<void>>();
+  /** rustc calls (made on the first one). */
+  private rust: RustCompileService | undefined;
 
   constructor(private readonly deps: CompileServiceDeps) {}
 
@@ -116,6 +120,7 @@ export class CompileService {
       return { kind: "run-local", compiler };
     };
     const base = name.slice(name.lastIndexOf("/") + 1);
+    if (isRustcName(base)) return (this.rust ??= new RustCompileService(this.deps, this.digests)).handle(call, compiler, started);
     if (!isCFamilyName(base)) return notCacheable("unknown compiler", base);
     if (truthy(call.env.KILN_NO_CACHE)) return notCacheable("cache disabled (KILN_NO_CACHE)");
 

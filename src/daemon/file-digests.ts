@@ -4,6 +4,7 @@
 // would have found it first.
 
 import { readdirSync, readFileSync, statSync, type Stats } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 
 /**
  * A change within this window of the last stat may not show in mtime (coarse timestamps,
@@ -92,6 +93,8 @@ function scanTimeMacros(bytes: Uint8Array): Pick<FileDigest, "usesTime" | "usesD
 export class FileDigests {
   private readonly files: BoundedCache<{ key: StatKey; value: FileDigest }>;
   private readonly dirs: BoundedCache<{ key: StatKey; names: Set<string> }>;
+  private readonly binaries = new BoundedCache<{ key: StatKey; digest: string }>(10_000);
+  private readonly binaryReads = new Map<string, { key: StatKey; digest: Promise<string | undefined> }>();
 
   constructor(
     maxFiles = 200_000,
@@ -123,6 +126,46 @@ export class FileDigests {
     const now = this.now();
     if (now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.files.set(path, { key: statKey(st), value });
     return value;
+  }
+
+  /**
+   * The sha256 of a large file (a compiler's shared libraries), read in chunks without
+   * blocking the daemon, remembered while its stat data is unchanged; one read per file at a
+   * time. Undefined when it is missing or not a regular file.
+   */
+  async binary(path: string): Promise<string | undefined> {
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st || !st.isFile()) return undefined;
+    const cached = this.binaries.get(path);
+    if (cached && sameStat(cached.key, st)) return cached.digest;
+    const reading = this.binaryReads.get(path);
+    if (reading && sameStat(reading.key, st)) return reading.digest;
+    const digest = (async () => {
+      const h = new Bun.CryptoHasher("sha256");
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      let file: FileHandle | undefined;
+      try {
+        file = await open(path, "r");
+        for (let r = await file.read(chunk, 0, chunk.length); r.bytesRead > 0; r = await file.read(chunk, 0, chunk.length)) {
+          h.update(chunk.subarray(0, r.bytesRead));
+        }
+      } catch {
+        return undefined;
+      } finally {
+        await file?.close();
+      }
+      const value = h.digest("hex");
+      const now = this.now();
+      if (now - st.mtimeMs > RACY_MS && now - st.ctimeMs > RACY_MS) this.binaries.set(path, { key: statKey(st), digest: value });
+      return value;
+    })();
+    const entry = { key: statKey(st), digest };
+    this.binaryReads.set(path, entry);
+    try {
+      return await digest;
+    } finally {
+      if (this.binaryReads.get(path) === entry) this.binaryReads.delete(path);
+    }
   }
 
   /**

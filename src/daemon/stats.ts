@@ -6,6 +6,9 @@ import type { LevelStatsJson } from "../storage/tiered.ts";
 
 export type HitKind = "direct" | "preprocessed";
 
+/** What hits and misses are counted by: a C-family language, or Rust (every rustc call). */
+export type CountedLanguage = Language | "rust";
+
 /** Stats as `--stats-format json` prints them. Field names are part of the CLI contract. */
 export interface StatsJson {
   stats: {
@@ -42,7 +45,7 @@ export interface StatsJson {
   cache_levels?: LevelStatsJson[];
 }
 
-const LANGUAGE_LABEL: Record<Language, string> = {
+const LANGUAGE_LABEL: Record<CountedLanguage, string> = {
   c: "C",
   "c++": "C++",
   "objective-c": "Objective-C",
@@ -53,6 +56,7 @@ const LANGUAGE_LABEL: Record<Language, string> = {
   "objective-c++-cpp-output": "Objective-C++",
   assembler: "Assembler",
   "assembler-with-cpp": "Assembler",
+  rust: "Rust",
 };
 
 function bump(map: Record<string, number>, key: string, by = 1): void {
@@ -95,7 +99,7 @@ export class Stats {
     this.s.compile_requests += 1;
   }
 
-  hit(language: Language, kind: HitKind, ms: number): void {
+  hit(language: CountedLanguage, kind: HitKind, ms: number): void {
     bump(this.s.cache_hits, LANGUAGE_LABEL[language]);
     this.s.cache_hits_total += 1;
     if (kind === "direct") this.s.direct_hits += 1;
@@ -103,7 +107,7 @@ export class Stats {
     this.s.hit_time_ms += ms;
   }
 
-  miss(language: Language, ms: number): void {
+  miss(language: CountedLanguage, ms: number): void {
     bump(this.s.cache_misses, LANGUAGE_LABEL[language]);
     this.s.cache_misses_total += 1;
     this.s.miss_time_ms += ms;

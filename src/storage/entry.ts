@@ -14,7 +14,7 @@ export const ENTRY_FORMAT_VERSION = 1;
 const HEADER_BYTES = 20;
 const MAGIC = [0x4b, 0x4c, 0x4e]; // "KLN"
 
-export const EntryKind = { Result: 1, Manifest: 2 } as const;
+export const EntryKind = { Result: 1, Manifest: 2, RustManifest: 3, RustResult: 4 } as const;
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
 
 export class CorruptEntry extends Error {
