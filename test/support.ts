@@ -51,11 +51,14 @@ export function scratch(prefix = "kt-"): string {
 
 const instances: KilnInstance[] = [];
 
-// Once, when the whole test run ends (a module-level afterAll would bind to one file only).
-process.on("exit", () => {
-  for (const k of instances) k.kill();
-  for (const d of scratchDirs) rmSync(d, { recursive: true, force: true });
-});
+/**
+ * Stops every daemon and removes every scratch directory: once, when the whole run ends
+ * (test/setup.ts, preloaded by bunfig.toml; `bun test` fires no process exit event).
+ */
+export function cleanupAll(): void {
+  for (const k of instances.splice(0)) k.kill();
+  for (const d of scratchDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
 
 /** True while the process runs (a zombie nobody reaped yet counts as gone). */
 export function alive(pid: number): boolean {
