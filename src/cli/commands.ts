@@ -14,6 +14,8 @@ const USAGE = `Usage:
   kiln -z, --zero-stats            zero the statistics
   kiln --start-server              start the background daemon
   kiln --stop-server               stop the daemon and print its final statistics
+  kiln --dist-status               show the dist scheduler and its build servers
+                                   [--stats-format text|json]
   kiln --version                   print the version
   kiln bench [--clean CMD] -- BUILD...
                                    time BUILD plainly, then through kiln cold and warm
@@ -22,7 +24,8 @@ Environment: KILN_DIR (cache directory), KILN_CACHE_SIZE (e.g. 10G), KILN_CONF (
 KILN_DIRECT=0 (no direct mode), KILN_DEPEND=1 (depend mode), KILN_BASEDIRS (checkout roots,
 ':'-separated), KILN_IDLE_TIMEOUT (seconds, 0 = never), KILN_LOG (debug|info|warn|error),
 KILN_ERROR_LOG (log file), KILN_RECACHE=1 (recompile and overwrite), KILN_NO_CACHE=1 (bypass
-the cache), KILN_CLIENT_TRACE=1 (print where a compile's milliseconds went).
+the cache), KILN_CLIENT_TRACE=1 (print where a compile's milliseconds went), KILN_DIST_SCHEDULER_URL and
+KILN_DIST_TOKEN (distributed compilation).
 Symlink a compiler's name to kiln (gcc -> kiln) to use it as that compiler.
 `;
 
@@ -128,6 +131,15 @@ export async function runCli(args: string[], env: Record<string, string | undefi
         err(`kiln: warning: the daemon has not exited yet (lock ${paths.lock}: ${readLock(paths.lock)})\n`);
       }
       return 0;
+    }
+    case "--dist-status": {
+      const format = option(args, "--stats-format") ?? "text";
+      if (format !== "text" && format !== "json") {
+        err(`kiln: error: --stats-format must be 'text' or 'json', not '${format}'\n`);
+        return 2;
+      }
+      const { distStatus } = await import("./dist-status.ts");
+      return distStatus(format, env, out, err);
     }
     case "-s":
     case "--show-stats":

@@ -34,6 +34,18 @@ export interface KilnConfig {
   dependMode: boolean;
   /** basedirs | KILN_BASEDIRS (':'-separated): absolute, normalized, no trailing slash */
   basedirs: string[];
+  /** [dist] scheduler_url | KILN_DIST_SCHEDULER_URL; undefined = compile locally */
+  distSchedulerUrl: string | undefined;
+  /** [dist.auth] token | KILN_DIST_TOKEN (with [dist.auth] type = "token") */
+  distToken: string | undefined;
+  /** [dist] cache_dir | KILN_DIST_CACHE_DIR: packaged toolchains; undefined = <cacheDir>/dist-toolchains */
+  distCacheDir: string | undefined;
+  /** [dist] connect_timeout | KILN_DIST_CONNECT_TIMEOUT, seconds to reach the scheduler */
+  distConnectTimeoutSec: number;
+  /** [dist] request_timeout | KILN_DIST_REQUEST_TIMEOUT, seconds for one remote compile or upload */
+  distRequestTimeoutSec: number;
+  /** [dist] retry_after | KILN_DIST_RETRY_AFTER, seconds of local compiles after the scheduler was unreachable */
+  distRetryAfterSec: number;
   /** The config file that was read, if any. */
   configFile: string | undefined;
 }
@@ -44,7 +56,10 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-type Settings = Omit<KilnConfig, "configFile">;
+type Settings = Omit<KilnConfig, "configFile"> & {
+  /** [dist.auth] type: only "token" exists. */
+  distAuthType: "token";
+};
 
 /** Where one value came from, for messages and for resolving relative paths. */
 interface Site {
@@ -175,6 +190,61 @@ function checkSeconds(value: number, shown: string, site: Site): number {
   return value;
 }
 
+/** A scheduler address: http(s), no credentials in it. */
+const urlKind: Kind<string | undefined> = {
+  expected: "an http:// or https:// URL",
+  tomlExample: '"http://10.0.0.5:10600"',
+  envExample: "http://10.0.0.5:10600",
+  fromToml(value, site) {
+    if (typeof value !== "string") throw wrongType(site, value, this);
+    return this.fromEnv(value, site);
+  },
+  fromEnv(text, site) {
+    let url: URL | undefined;
+    try {
+      url = new URL(text.trim());
+    } catch {}
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.username || url.password) {
+      const example = site.envName ? `${site.envName}=${this.envExample}` : `${site.key} = ${this.tomlExample}`;
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where}: ${quote(text)} is not an http:// or https:// URL`, {
+        hint: `give the scheduler's address (the token goes in [dist.auth]), e.g. ${example}`,
+      });
+    }
+    return url.href.replace(/\/+$/, "");
+  },
+};
+
+/** A secret: any non-empty string, never repeated in a message. */
+const secretKind: Kind<string | undefined> = {
+  expected: "a non-empty string",
+  tomlExample: '"the-token"',
+  envExample: "the-token",
+  fromToml(value, site) {
+    if (typeof value !== "string" || value === "") {
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where} must be a non-empty string`, {
+        hint: `for example: ${site.key} = ${this.tomlExample}`,
+      });
+    }
+    return value;
+  },
+  fromEnv: (text) => text,
+};
+
+const authTypeKind: Kind<"token"> = {
+  expected: 'the string "token"',
+  tomlExample: '"token"',
+  envExample: "token",
+  fromToml(value, site) {
+    if (value !== "token") {
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where}: only type = "token" is supported, not ${describeValue(value)}`, {
+        hint: 'write type = "token" and the scheduler\'s client token as token = "..."',
+      });
+    }
+    return value;
+  },
+  fromEnv: () => "token",
+};
+
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
 const logLevelKind: Kind<LogLevel> = {
@@ -291,6 +361,13 @@ const SETTINGS: readonly Setting[] = [
   setting("daemon.log", "KILN_LOG", "logLevel", logLevelKind),
   setting("daemon.log_file", "KILN_ERROR_LOG", "logFile", pathKind),
   setting("basedirs", "KILN_BASEDIRS", "basedirs", absolutePathListKind),
+  setting("dist.scheduler_url", "KILN_DIST_SCHEDULER_URL", "distSchedulerUrl", urlKind),
+  setting("dist.auth.type", undefined, "distAuthType", authTypeKind),
+  setting("dist.auth.token", "KILN_DIST_TOKEN", "distToken", secretKind),
+  setting("dist.cache_dir", "KILN_DIST_CACHE_DIR", "distCacheDir", pathKind),
+  setting("dist.connect_timeout", "KILN_DIST_CONNECT_TIMEOUT", "distConnectTimeoutSec", secondsKind),
+  setting("dist.request_timeout", "KILN_DIST_REQUEST_TIMEOUT", "distRequestTimeoutSec", secondsKind),
+  setting("dist.retry_after", "KILN_DIST_RETRY_AFTER", "distRetryAfterSec", secondsKind),
   // sccache's name for direct mode.
   setting("cache.disk.preprocessor_cache_mode.use_preprocessor_cache_mode", undefined, "directMode", booleanKind),
 ];
@@ -306,7 +383,6 @@ const UNSUPPORTED_SECTIONS: Record<string, string> = {
   "cache.redis": "the Redis cache",
   "cache.s3": "the S3 cache",
   "cache.webdav": "the WebDAV cache",
-  dist: "sccache-dist distributed compilation",
 };
 
 const NOT_YET = "not supported by this Kiln version yet";
@@ -316,6 +392,9 @@ const IGNORED_KEYS: Record<string, string> = {
   server_startup_timeout_ms: "sccache's server start-up timeout has no Kiln equivalent",
   cache_stats_file: NOT_YET,
   "cache.disk.rw_mode": `a read-only local cache is ${NOT_YET}`,
+  "dist.toolchains": "Kiln packages gcc/clang toolchains itself; prepackaged toolchains are " + NOT_YET,
+  "dist.toolchain_cache_size": "Kiln keeps one package per compiler; a size limit is " + NOT_YET,
+  "dist.rewrite_includes_only": "Kiln always sends fully preprocessed source",
   "cache.disk.preprocessor_cache_mode.file_stat_matches": NOT_YET,
   "cache.disk.preprocessor_cache_mode.use_ctime_for_stat": NOT_YET,
   "cache.disk.preprocessor_cache_mode.ignore_time_macros": NOT_YET,
@@ -353,6 +432,13 @@ export function loadConfig(
     directMode: true,
     dependMode: false,
     basedirs: [],
+    distSchedulerUrl: undefined,
+    distAuthType: "token",
+    distToken: undefined,
+    distCacheDir: undefined,
+    distConnectTimeoutSec: 5,
+    distRequestTimeoutSec: 600,
+    distRetryAfterSec: 5,
   };
 
   let configFile: string | undefined;
@@ -380,7 +466,13 @@ export function loadConfig(
   }
   Object.assign(values, fromEnv);
 
-  return { config: { ...values, configFile }, warnings };
+  const { distAuthType: _type, ...config } = values;
+  if (config.distSchedulerUrl !== undefined && config.distToken === undefined) {
+    warnings.push(
+      `[dist] scheduler_url is set but no client token is ([dist.auth] token or KILN_DIST_TOKEN); the scheduler will refuse every job`,
+    );
+  }
+  return { config: { ...config, configFile }, warnings };
 }
 
 /** XDG base directories must be absolute to count (XDG Base Directory spec). */
@@ -535,8 +627,11 @@ function unknownEntry(file: string, section: string, name: string, asSection: bo
   const elsewhere = SETTINGS.find(
     (s) => parentOf(s.path) !== section && normalizeName(lastPart(s.path)) === normalizeName(name),
   );
+  // `cache_dir` in [cache.disk] means its `dir`, not [dist] cache_dir.
+  const suffix = here.find((k) => normalizeName(name).endsWith(`_${normalizeName(k)}`));
   let hint: string;
-  if (elsewhere) hint = `did you mean \`${lastPart(elsewhere.path)}\` in ${sectionLabel(parentOf(elsewhere.path))}?`;
+  if (suffix !== undefined) hint = `did you mean \`${suffix}\`?`;
+  else if (elsewhere) hint = `did you mean \`${lastPart(elsewhere.path)}\` in ${sectionLabel(parentOf(elsewhere.path))}?`;
   else if (close !== undefined) hint = `did you mean \`${close}\`?`;
   else hint = "remove it or check its spelling.";
   if (here.length > 0) hint += ` Keys in ${parent}: ${here.join(", ")}`;
