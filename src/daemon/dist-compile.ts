@@ -4,7 +4,7 @@
 
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { posix } from "node:path";
-import type { Captured } from "../compilers/process.ts";
+import { runCaptured, type Captured } from "../compilers/process.ts";
 import type { CFamilyCompile, Language } from "../compilers/types.ts";
 import { DistFailure, type SchedulerClient } from "../dist/client.ts";
 import { DIST_PROTOCOL_VERSION, LIMITS, type JobRequest } from "../dist/protocol.ts";
@@ -71,9 +71,14 @@ interface Plan {
   argv: string[];
   /** The preprocessed source's path in the build directory (relative to cwd). */
   input: string;
+  /** What goes in `input`. */
+  text: Uint8Array;
   /** Outputs to fetch, relative to cwd, in `parsed.outputs` order minus the dependency file. */
   outputs: string[];
 }
+
+/** Options after which a remote compile of directives-only text would differ from a local one. */
+const DEBUG_BLOCKERS = /^(-pedantic|-Wpedantic|-pedantic-errors|-gsplit-dwarf|-fdebug-prefix-map=|-ffile-prefix-map=)/;
 
 export class DistCompiler {
   /** No calls to the scheduler before this (performance.now()), and why. */
@@ -100,7 +105,7 @@ export class DistCompiler {
   /** Compiles on the fleet and writes the outputs; else runs `local` and returns its result. */
   async compile(call: DistCall, local: () => Promise<Captured>): Promise<Captured> {
     const { stats, log } = this.deps;
-    const plan = planJob(call);
+    const plan = call.parsed.debugInfo ? await planDirectivesJob(call) : planJob(call, call.text, false);
     if (typeof plan === "string") {
       stats.distSkipped(plan);
       log.debug(`dist: ${call.parsed.source} compiled locally: ${plan}`);
@@ -173,14 +178,14 @@ export class DistCompiler {
       argv: [toolchain.compiler, ...plan.argv],
       cwd: call.cwd,
       env: remoteEnv(call.env),
-      inputs: [{ path: plan.input, size: call.text.length }],
+      inputs: [{ path: plan.input, size: plan.text.length }],
       outputs: plan.outputs,
       timeoutMs: this.deps.jobTimeoutMs,
     };
     for (let attempt = 0; ; attempt++) {
       await this.ensureUploaded(toolchain);
       try {
-        return await this.deps.client.submit(request, [call.text]);
+        return await this.deps.client.submit(request, [plan.text]);
       } catch (e) {
         if (!(e instanceof DistFailure) || e.reason !== "toolchain unknown to the scheduler" || attempt > 0) throw e;
         this.uploads.delete(toolchain.id);
@@ -250,16 +255,59 @@ export class DistCompiler {
 }
 
 /**
- * The remote command: the compile's own options minus preprocessing and dependency-file
- * options, compiling the preprocessed text from a file next to the object; or why the call
- * stays local.
+ * With debug info, fully preprocessed text will not do: macro expansion moves the columns
+ * debug info records. So the source goes preprocessed with -fdirectives-only (includes and
+ * conditionals resolved, macros kept), minus the compiler's built-in macros (it defines them
+ * again), and is compiled as source; -fdebug-prefix-map gives it the source's name back.
+ * Objects are then byte-identical to a local compile, and so are the diagnostics.
  */
-function planJob(call: DistCall): Plan | string {
+async function planDirectivesJob(call: DistCall): Promise<Plan | string> {
+  const { parsed } = call;
+  const blocker = parsed.expandedArgs.find((a) => DEBUG_BLOCKERS.test(a));
+  if (blocker) return `${blocker.replace(/=.*/, "=")} with debug info`;
+  if (parsed.preprocessorArgs.includes("-dD")) return "macro debug info (-g3)";
+  if (!PREPROCESSED_AS[parsed.language] || parsed.language === "assembler-with-cpp") return "assembler source with debug info";
+  const run = await runCaptured([call.compiler, ...parsed.preprocessorArgs, "-fdirectives-only", "-E", parsed.source], {
+    cwd: call.cwd,
+    env: call.env,
+  });
+  if (run.exitCode !== 0) return "preprocessing with -fdirectives-only failed";
+  const text = withoutBuiltinDefines(run.stdout);
+  const shown = new TextDecoder().decode(text);
+  if (shown.includes("__BASE_FILE__") || shown.includes("__TIMESTAMP__")) return "uses __BASE_FILE__ or __TIMESTAMP__ with debug info";
+  return planJob(call, text, true);
+}
+
+/** Drops the `#define`s under `# 0 "<built-in>"` markers that -fdirectives-only prints. */
+function withoutBuiltinDefines(text: Uint8Array): Uint8Array {
+  const lines = new TextDecoder().decode(text).split("\n");
+  const kept: string[] = [];
+  let builtin = false;
+  for (const line of lines) {
+    if (line.startsWith("# ")) {
+      const marker = /^# \d+ "(.*?)"/.exec(line);
+      if (marker) {
+        builtin = marker[1] === "<built-in>";
+        if (builtin) continue;
+      }
+    }
+    if (builtin && line.startsWith("#define ")) continue;
+    kept.push(line);
+  }
+  return new TextEncoder().encode(kept.join("\n"));
+}
+
+/**
+ * The remote command: the compile's own options minus preprocessing and dependency-file
+ * options, compiling `text` from a file next to the object; or why the call stays local.
+ * `asSource`: the text is directives-only output, compiled in the source's own language.
+ */
+function planJob(call: DistCall, text: Uint8Array, asSource: boolean): Plan | string {
   const { parsed, cwd } = call;
-  const language = PREPROCESSED_AS[parsed.language];
-  if (!language) return "source is not preprocessed C, C++, Objective-C or assembler";
+  const preprocessed = PREPROCESSED_AS[parsed.language];
+  if (!preprocessed) return "source is not preprocessed C, C++, Objective-C or assembler";
   if (parsed.extraInputs.length > 0) return "reads extra input files";
-  if (call.text.length > LIMITS.jobInputBytes) return "preprocessed source too large";
+  if (text.length > LIMITS.jobInputBytes) return "preprocessed source too large";
   const dep = parsed.outputs.find((o) => o.kind === "dep");
   if (dep && !parsed.depTargets) return "dependency file options Kiln cannot reproduce (-Wp,-MD or -MG)";
   const outputs: string[] = [];
@@ -279,8 +327,10 @@ function planJob(call: DistCall): Plan | string {
     else args.push(a);
   }
   const object = parsed.outputs[0]!.path;
-  const input = `${outputs[0]!}.kiln.i`;
-  return { argv: [...args, ...call.extraArgs, "-x", language, "-c", input, "-o", object], input, outputs };
+  const input = `${outputs[0]!}.kiln-src`;
+  const rename = asSource ? [`-fdebug-prefix-map=${input}=${parsed.source}`] : [];
+  const language = asSource ? parsed.language : preprocessed;
+  return { argv: [...args, ...call.extraArgs, ...rename, "-x", language, "-c", input, "-o", object], input, text, outputs };
 }
 
 /** `path` relative to `cwd`, normalised, if it lies inside it. */

@@ -22,6 +22,7 @@ import {
 import { DiskStorage } from "../storage/disk.ts";
 import { isKilnError } from "../util/errors.ts";
 import { CompileService } from "./compile.ts";
+import { distCompilerFor } from "./dist-setup.ts";
 import { Logger } from "./log.ts";
 import { Stats, type StatsJson } from "./stats.ts";
 import { tryLock } from "./lock.ts";
@@ -106,6 +107,7 @@ class Daemon {
       log: this.log,
       options: { directMode: config.directMode, dependMode: config.dependMode, basedirs: config.basedirs },
       track: (work) => this.track(work),
+      dist: distCompilerFor(config, this.stats, this.log),
     });
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
   }
