@@ -7,6 +7,7 @@ import { $ } from "bun";
 const needed: [command: string, debianPackage: string][] = [
   ["gcc", "gcc"], ["g++", "g++"], ["clang", "clang"], ["clang++", "clang"], ["make", "make"], ["cmake", "cmake"],
   ["pgrep", "procps"], ["xz", "xz-utils"], ["script", "bsdutils"], ["unshare", "util-linux"],
+  ["bwrap", "bubblewrap"], ["ip", "iproute2"],
 ];
 const missing = needed.filter(([command]) => !Bun.which(command));
 if (missing.length > 0) {

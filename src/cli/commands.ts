@@ -1,12 +1,13 @@
 // `kiln --flag ...` and `kiln bench`: stats, daemon control, help. Part of the executable's
 // second entry point (kiln-tools.ts), so compiler calls never load it.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { exchange, exchangeWithDaemon } from "../client/client.ts";
 import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
 import { decodeJson, encodeJson, Kind, PROTOCOL_VERSION, type Command } from "../ipc/wire.ts";
 import { formatStats, type StatsJson } from "../daemon/stats.ts";
 import { tryLock } from "../daemon/lock.ts";
+import { isKilnError } from "../util/errors.ts";
 
 const USAGE = `Usage:
   kiln <compiler> <args...>        compile through the cache (e.g. CC="kiln gcc")
@@ -17,6 +18,8 @@ const USAGE = `Usage:
   kiln --dist-status               show the dist scheduler and its build servers
                                    [--stats-format text|json]
   kiln --version                   print the version
+  kiln --package-toolchain <compiler> <out.tar.zst>
+                                   package a gcc/clang toolchain for distributed compiles
   kiln bench [--clean CMD] -- BUILD...
                                    time BUILD plainly, then through kiln cold and warm
 
@@ -106,6 +109,8 @@ export async function runCli(args: string[], env: Record<string, string | undefi
       const { runBench } = await import("./bench.ts");
       return runBench(args.slice(1), env);
     }
+    case "--package-toolchain":
+      return packageToolchainCommand(args.slice(1));
     case "-V":
     case "--version":
       out(`kiln ${VERSION}\n`);
@@ -163,6 +168,25 @@ export async function runCli(args: string[], env: Record<string, string | undefi
     default:
       err(`kiln: error: unknown option '${first}'\n\n${USAGE}`);
       return 2;
+  }
+}
+
+async function packageToolchainCommand(args: string[]): Promise<number> {
+  const [compiler, outFile] = args;
+  if (!compiler || !outFile || args.length > 2) {
+    err("kiln: error: usage: kiln --package-toolchain <compiler> <out.tar.zst>\n");
+    return 2;
+  }
+  const { packageToolchain } = await import("../dist/toolchain.ts");
+  try {
+    const toolchain = await packageToolchain(compiler);
+    writeFileSync(outFile, toolchain.archive);
+    out(`kiln: toolchain ${toolchain.id} for ${toolchain.compiler} (${toolchain.files.length} files, ${toolchain.archive.length} bytes) written to ${outFile}\n`);
+    return 0;
+  } catch (e) {
+    if (isKilnError(e)) err(`${e.format()}\n`);
+    else err(`kiln: error: cannot write the toolchain to ${outFile}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
   }
 }
 

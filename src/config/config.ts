@@ -556,7 +556,7 @@ function readFileSettings(file: string, text: string, home: string, warnings: st
   return out;
 }
 
-function parseToml(file: string, text: string): Record<string, unknown> {
+export function parseToml(file: string, text: string): Record<string, unknown> {
   try {
     return Bun.TOML.parse(text) as Record<string, unknown>;
   } catch (e) {
