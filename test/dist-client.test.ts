@@ -56,7 +56,7 @@ describe("SchedulerClient", () => {
       [504, "job took too long", "timeout"],
       [413, "inputs too large", "job too large (413)"],
       [400, "bad cwd", "scheduler rejected the request"],
-      [404, "unknown toolchain", "toolchain unknown to the scheduler"],
+      [412, "toolchain abc is not on the scheduler", "toolchain unknown to the scheduler"],
       [500, "oops", "scheduler error"],
     ];
     for (const [status, text, reason] of cases) {

@@ -2,17 +2,15 @@
 // separate processes on loopback (real bwrap, real gcc), the Kiln daemon as their client.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
-import { KILN, KilnInstance, ok, REPO, run, scratch, sha256File, workload, writeFiles } from "./support.ts";
-import type { StatsJson } from "../src/daemon/stats.ts";
+import type { SchedulerStatus } from "../src/dist/protocol.ts";
+import { eventually, startScheduler, startServer, status, type SchedulerProcess, type ServerProcess } from "./dist-support.ts";
+import { KILN, KilnInstance, ok, run, scratch, sha256File, workload, writeFiles } from "./support.ts";
 
-const KILN_DIST = join(REPO, "dist", "kiln-dist");
 /** Toolchain packages shared by every Kiln in this file: gcc is packaged once. */
 const PACKAGES = scratch("kdp-");
 
-type Stats = StatsJson["stats"];
 const total = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
 
 async function freePort(): Promise<number> {
@@ -22,19 +20,13 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-interface Running {
-  proc: Subprocess<"ignore", "pipe", "pipe">;
-  stderr: string[];
-}
-
-/** A scheduler and build servers, each its own kiln-dist process, stopped after the file. */
+/** A scheduler on a fixed port (so it can restart there) and its build servers. */
 class Fleet {
-  readonly root = scratch("kdf-");
-  readonly clientToken = `client-${crypto.randomUUID()}`;
-  readonly serverToken = `server-${crypto.randomUUID()}`;
   port = 0;
-  scheduler: Running | undefined;
-  readonly servers = new Map<string, Running>();
+  scheduler: SchedulerProcess | undefined;
+  clientToken = "";
+  serverToken = "";
+  readonly servers = new Map<string, ServerProcess>();
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -42,54 +34,23 @@ class Fleet {
 
   async startScheduler(): Promise<void> {
     if (this.port === 0) this.port = await freePort();
-    const conf = join(this.root, "scheduler.toml");
-    writeFileSync(
-      conf,
-      `public_addr = "127.0.0.1:${this.port}"\nheartbeat_interval_ms = 500\n` +
-        `[client_auth]\ntype = "token"\ntoken = "${this.clientToken}"\n` +
-        `[server_auth]\ntype = "token"\ntoken = "${this.serverToken}"\n`,
-    );
-    this.scheduler = spawn([KILN_DIST, "scheduler", "--config", conf]);
-    await this.until(async () => (await this.status()) !== undefined, "the scheduler answers");
+    this.scheduler = await startScheduler({ addr: `127.0.0.1:${this.port}`, clientToken: this.clientToken || undefined, serverToken: this.serverToken || undefined });
+    this.clientToken = this.scheduler.clientToken;
+    this.serverToken = this.scheduler.serverToken;
   }
 
-  startServer(name: string, cores: number, token = this.serverToken): Running {
-    const dir = join(this.root, name);
-    mkdirSync(dir, { recursive: true });
-    const conf = join(dir, "server.toml");
-    writeFileSync(
-      conf,
-      `scheduler_url = "${this.url}"\nname = "${name}"\ncores = ${cores}\ncache_dir = "${dir}/cache"\nbuild_dir = "${dir}/build"\n` +
-        `[builder]\ntype = "overlay"\n[scheduler_auth]\ntype = "token"\ntoken = "${token}"\n`,
-    );
-    const server = spawn([KILN_DIST, "server", "--config", conf]);
+  async startServer(name: string, cores: number, token = this.serverToken, waitJoined = true): Promise<ServerProcess> {
+    const server = await startServer(this.url, token, { name, cores, waitJoined });
     this.servers.set(name, server);
     return server;
   }
 
-  async status(): Promise<{ numServers: number; numCpus: number; servers: { name: string; cores: number; running: number }[] } | undefined> {
-    try {
-      const res = await fetch(`${this.url}/api/v1/status`, {
-        headers: { authorization: `Bearer ${this.clientToken}` },
-        signal: AbortSignal.timeout(2_000),
-      });
-      return res.ok ? await res.json() : undefined;
-    } catch {
-      return undefined;
-    }
+  async status(): Promise<SchedulerStatus | undefined> {
+    return status(this.url, this.clientToken).catch(() => undefined);
   }
 
-  async waitForServers(n: number): Promise<void> {
-    await this.until(async () => (await this.status())?.numServers === n, `${n} servers joined`);
-  }
-
-  async until(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (await check()) return;
-      await Bun.sleep(50);
-    }
-    throw new Error(`timed out waiting until ${what}\nscheduler: ${this.scheduler?.stderr.join("")}\n${[...this.servers].map(([n, s]) => `${n}: ${s.stderr.join("")}`).join("\n")}`);
+  async waitForServers(n: number, timeoutMs = 60_000): Promise<void> {
+    await eventually(`${n} servers joined`, async () => (await this.status())?.numServers === n, timeoutMs);
   }
 
   kiln(extra: Record<string, string> = {}): KilnInstance {
@@ -103,22 +64,9 @@ class Fleet {
   }
 
   async stop(): Promise<void> {
-    for (const p of [...this.servers.values(), this.scheduler]) {
-      if (!p) continue;
-      p.proc.kill("SIGKILL");
-      await p.proc.exited;
-    }
+    for (const server of this.servers.values()) await server.child.stop("SIGKILL");
+    await this.scheduler?.child.stop("SIGKILL");
   }
-}
-
-function spawn(argv: string[]): Running {
-  const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, KILN_LOG: "info" } });
-  const running: Running = { proc, stderr: [] };
-  void (async () => {
-    for await (const chunk of proc.stderr) running.stderr.push(new TextDecoder().decode(chunk));
-  })();
-  void new Response(proc.stdout).text();
-  return running;
 }
 
 const fleets: Fleet[] = [];
@@ -130,7 +78,7 @@ async function fleetOf(servers: [string, number][]): Promise<Fleet> {
   const fleet = new Fleet();
   fleets.push(fleet);
   await fleet.startScheduler();
-  for (const [name, cores] of servers) fleet.startServer(name, cores);
+  for (const [name, cores] of servers) await fleet.startServer(name, cores);
   await fleet.waitForServers(servers.length);
   return fleet;
 }
@@ -247,8 +195,8 @@ describe("dist", () => {
       stderr: "pipe",
     });
     // Kill "one" while it runs a job.
-    await fleet.until(async () => ((await fleet.status())?.servers.find((s) => s.name === "one")?.running ?? 0) > 0, "server one runs a job", 120_000);
-    fleet.servers.get("one")!.proc.kill("SIGKILL");
+    await eventually("server one runs a job", async () => ((await fleet.status())?.servers.find((s) => s.name === "one")?.running ?? 0) > 0, 120_000);
+    await fleet.servers.get("one")!.child.stop("SIGKILL");
     const stderr = await new Response(build.stderr).text();
     expect(`${await build.exited} ${stderr.slice(-2000)}`).toBe("0 " + stderr.slice(-2000));
     const names = expectSameObjects(dir, plain);
@@ -265,8 +213,7 @@ describe("dist", () => {
     const k = fleet.kiln();
     const dir = scratch("kdr-");
     writeFiles(dir, SMALL);
-    fleet.scheduler!.proc.kill("SIGTERM");
-    await fleet.scheduler!.proc.exited;
+    await fleet.scheduler!.child.stop("SIGTERM");
 
     compileSmall(dir, [KILN, "gcc"], [KILN, "g++"], k.env);
     let s = k.stats();
@@ -312,10 +259,11 @@ describe("dist", () => {
     expect(status.stderr).toContain("scheduler rejected the client token (401)");
     expect(status.stderr).not.toContain("not-the-token");
 
-    const intruder = fleet.startServer("intruder", 2, "wrong-server-token");
-    await fleet.until(async () => /token/i.test(intruder.stderr.join("")), "the server reports the rejected token", 30_000);
-    expect(intruder.stderr.join("")).toMatch(/server token|401/);
-    expect(intruder.stderr.join("")).not.toContain("wrong-server-token");
+    const intruder = await fleet.startServer("intruder", 2, "wrong-server-token", false);
+    await intruder.child.waitFor(/token/i, 30_000);
+    expect(intruder.child.output).toMatch(/server token|401/);
+    expect(intruder.child.output).not.toContain("wrong-server-token");
+    expect(fleet.scheduler!.child.proc.exitCode).toBeNull();
     const st = await fleet.status();
     expect(st?.numServers).toBe(1);
     expect(st?.servers.map((x) => x.name)).toEqual(["good"]);

@@ -328,7 +328,9 @@ function planJob(call: DistCall, text: Uint8Array, asSource: boolean): Plan | st
   }
   const object = parsed.outputs[0]!.path;
   const input = `${outputs[0]!}.kiln-src`;
-  const rename = asSource ? [`-fdebug-prefix-map=${input}=${parsed.source}`] : [];
+  // -nostdinc: the text already holds stdc-predef.h, which the driver would include again
+  // (neither option is recorded in the object).
+  const rename = asSource ? ["-nostdinc", `-fdebug-prefix-map=${input}=${parsed.source}`] : [];
   const language = asSource ? parsed.language : preprocessed;
   return { argv: [...args, ...call.extraArgs, ...rename, "-x", language, "-c", input, "-o", object], input, text, outputs };
 }

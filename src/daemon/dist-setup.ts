@@ -3,6 +3,8 @@
 import { join } from "node:path";
 import type { KilnConfig } from "../config/config.ts";
 import { SchedulerClient } from "../dist/client.ts";
+import { MAX_JOB_TIMEOUT_MS } from "../dist/protocol.ts";
+import { packageToolchain } from "../dist/toolchain.ts";
 import { DistCompiler } from "./dist-compile.ts";
 import type { Logger } from "./log.ts";
 import type { Stats } from "./stats.ts";
@@ -18,13 +20,10 @@ export function distCompilerFor(config: KilnConfig, stats: Stats, log: Logger): 
   log.info(`dist: misses go to the scheduler at ${config.distSchedulerUrl}`);
   return new DistCompiler({
     client,
-    pack: async (compiler) => {
-      const { packageToolchain } = await import("../dist/toolchain.ts");
-      return packageToolchain(compiler);
-    },
+    pack: packageToolchain,
     packageDir: config.distCacheDir ?? join(config.cacheDir, "dist-toolchains"),
     retryAfterMs: config.distRetryAfterSec * 1000,
-    jobTimeoutMs: config.distRequestTimeoutSec * 1000,
+    jobTimeoutMs: Math.min(config.distRequestTimeoutSec * 1000, MAX_JOB_TIMEOUT_MS),
     stats,
     log,
   });

@@ -219,6 +219,7 @@ export async function failureOf(res: Response): Promise<DistFailure> {
     case 413:
       return new DistFailure("job too large (413)", detail, res.status);
     case 404:
+    case 412:
       return new DistFailure("toolchain unknown to the scheduler", detail, res.status);
     default:
       return new DistFailure(res.status >= 400 && res.status < 500 ? "scheduler rejected the request" : "scheduler error", detail, res.status);
