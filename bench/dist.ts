@@ -8,7 +8,7 @@
 //
 // Progress on stderr; a Markdown table on stdout and in bench/results/dist-<time>.md.
 
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, chownSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -165,16 +165,21 @@ async function iceccTool(root: string, o: Options): Promise<Tool> {
   const schedPort = freePort();
   const daemonPort = freePort();
   const net = `kilnbench${process.pid}`;
-  const envDir = join(root, "icecc-envs");
+  // iceccd runs as the icecc user and recreates its environment directory: the directory
+  // and its parent must be that user's, and the path to them traversable.
+  const home = join(root, "icecc");
+  const envDir = join(home, "envs");
   mkdirSync(envDir, { recursive: true });
-  // iceccd exits unless its environment directory belongs to the icecc user.
-  const id = sh(["id", "-u", "icecc"]).out.trim();
-  const gid = sh(["id", "-g", "icecc"]).out.trim();
-  chownSync(envDir, Number(id), Number(gid));
-  start(["icecc-scheduler", "-n", net, "-p", String(schedPort), "-l", join(root, "icecc-scheduler.log")]);
+  chmodSync(root, 0o755);
+  const uid = Number(sh(["id", "-u", "icecc"]).out.trim());
+  const gid = Number(sh(["id", "-g", "icecc"]).out.trim());
+  if (!Number.isInteger(uid)) throw new Error("there is no icecc user (install the icecc package)");
+  chownSync(home, uid, gid);
+  chownSync(envDir, uid, gid);
+  start(["icecc-scheduler", "-n", net, "-p", String(schedPort), "-l", join(home, "scheduler.log")]);
   const node = `kilnbench-${hostname()}`;
-  start(["iceccd", "-n", net, "-s", `127.0.0.1:${schedPort}`, "-p", String(daemonPort), "-b", envDir, "-m", String(o.jobs + 1), "-N", node, "-l", join(root, "iceccd.log")]);
-  await Bun.sleep(3_000);
+  start(["iceccd", "-n", net, "-s", `127.0.0.1:${schedPort}`, "-p", String(daemonPort), "-b", envDir, "-m", String(o.jobs + 1), "-N", node, "-l", join(home, "iceccd.log"), "-vv"]);
+  await until(() => existsSync(join(home, "iceccd.log")) && readFileSync(join(home, "iceccd.log"), "utf8").includes("Connected to scheduler"), "iceccd connected to icecc-scheduler", 60_000);
   return {
     name: "icecc",
     cc: "icecc gcc -std=gnu99",
