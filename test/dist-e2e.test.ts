@@ -34,7 +34,9 @@ class Fleet {
 
   async startScheduler(): Promise<void> {
     if (this.port === 0) this.port = await freePort();
-    this.scheduler = await startScheduler({ addr: `127.0.0.1:${this.port}`, clientToken: this.clientToken || undefined, serverToken: this.serverToken || undefined });
+    // Heartbeats every 2 s (a server is dropped after 3 missed): a loaded 2-core machine
+    // must not make a busy server look dead.
+    this.scheduler = await startScheduler({ addr: `127.0.0.1:${this.port}`, heartbeatMs: 2_000, clientToken: this.clientToken || undefined, serverToken: this.serverToken || undefined });
     this.clientToken = this.scheduler.clientToken;
     this.serverToken = this.scheduler.serverToken;
   }
@@ -182,6 +184,30 @@ describe("dist", () => {
     expect(s.dist_fallbacks).toEqual({});
     expect(s.dist_skipped).toEqual({});
     expect(s.dist_compiles).toEqual({ gamma: 3 });
+  }, 300_000);
+
+  test("a remote failure the local compiler contradicts is counted and the build goes on; a real error is the local compiler's", async () => {
+    const fleet = await fleetOf([["delta", 2]]);
+    const k = fleet.kiln();
+    const dir = scratch("kdc-");
+    // The assembler reads data.bin from the working directory: the server's build directory lacks it.
+    writeFiles(dir, {
+      "data.bin": "0123456789abcdef",
+      "blob.c": 'asm(".section .rodata\\n.globl blob\\nblob: .incbin \\"data.bin\\"\\n.previous");\nint x;\n',
+      "broken.c": "int f(void) { return nope; }\n",
+    });
+    ok(["gcc", "-c", "blob.c", "-o", "plain.o"], { cwd: dir });
+    ok([KILN, "gcc", "-c", "blob.c", "-o", "blob.o"], { cwd: dir, env: k.env });
+    expect(sha256File(join(dir, "blob.o"))).toBe(sha256File(join(dir, "plain.o")));
+    const broken = run([KILN, "gcc", "-c", "broken.c", "-o", "broken.o"], { cwd: dir, env: k.env });
+    expect(broken.exitCode).toBe(1);
+    expect(broken.stderr).toMatch(/.nope. undeclared/);
+    expect(broken.stderr.match(/error:/g)).toHaveLength(1);
+    const s = k.stats();
+    expect(s.dist_fallbacks).toEqual({ "remote compile failed, local succeeded": 1 });
+    expect(s.dist_compiles).toEqual({});
+    expect(s.compile_failures).toBe(1);
+    expect(readFileSync(k.logFile, "utf8")).toMatch(/blob\.c failed on delta \(exit 1\) but compiles locally/);
   }, 300_000);
 
   test("SIGKILL of a server mid-build: the build succeeds, byte-identical, and the lost jobs are counted", async () => {

@@ -88,6 +88,8 @@ export class DistCompiler {
   private readonly packages = new Map<string, Promise<ToolchainPackage>>();
   /** Toolchains the scheduler is known to hold, by id (the upload under way, or done). */
   private readonly uploads = new Map<string, Promise<void>>();
+  /** Identities whose packaging failure was logged. */
+  private readonly packagingReported = new Set<string>();
 
   constructor(private readonly deps: DistCompilerDeps) {}
 
@@ -105,14 +107,14 @@ export class DistCompiler {
   /** Compiles on the fleet and writes the outputs; else runs `local` and returns its result. */
   async compile(call: DistCall, local: () => Promise<Captured>): Promise<Captured> {
     const { stats, log } = this.deps;
+    if (performance.now() < this.downUntil) {
+      stats.distFallback(this.downReason);
+      return local();
+    }
     const plan = call.parsed.debugInfo ? await planDirectivesJob(call) : planJob(call, call.text, false);
     if (typeof plan === "string") {
       stats.distSkipped(plan);
       log.debug(`dist: ${call.parsed.source} compiled locally: ${plan}`);
-      return local();
-    }
-    if (performance.now() < this.downUntil) {
-      stats.distFallback(this.downReason);
       return local();
     }
     const started = performance.now();
@@ -131,8 +133,12 @@ export class DistCompiler {
         this.downReason = reason;
         // A scheduler that comes back may have lost what it held.
         this.uploads.clear();
-      } else {
-        log.warn(`dist: ${call.parsed.source}: ${failure ? failure.message : `${reason}: ${(e as Error).message}`}; compiling locally`);
+      } else if (failure) {
+        log.warn(`dist: ${call.parsed.source}: ${failure.message}; compiling locally`);
+      } else if (!this.packagingReported.has(call.identity)) {
+        // Stays failed for this daemon's life: say so once, not on every compile.
+        this.packagingReported.add(call.identity);
+        log.warn(`dist: cannot package ${call.compiler}: ${(e as Error).message}; its compiles stay local until the daemon restarts`);
       }
       return local();
     }
@@ -307,6 +313,7 @@ function planJob(call: DistCall, text: Uint8Array, asSource: boolean): Plan | st
   const preprocessed = PREPROCESSED_AS[parsed.language];
   if (!preprocessed) return "source is not preprocessed C, C++, Objective-C or assembler";
   if (parsed.extraInputs.length > 0) return "reads extra input files";
+  if (parsed.keyArgs.some((a) => a.startsWith("-B"))) return "-B directory (not in the toolchain)";
   if (text.length > LIMITS.jobInputBytes) return "preprocessed source too large";
   const dep = parsed.outputs.find((o) => o.kind === "dep");
   if (dep && !parsed.depTargets) return "dependency file options Kiln cannot reproduce (-Wp,-MD or -MG)";
