@@ -247,9 +247,9 @@ export class DistCompiler {
       known = (async () => {
         if (await client.hasToolchain(toolchain.id)) return;
         const started = performance.now();
-        const archive = readFileSync(toolchain.path);
+        const archive = Bun.file(toolchain.path);
         await client.putToolchain(toolchain.id, archive);
-        log.info(`dist: uploaded toolchain ${toolchain.id.slice(0, 12)} (${archive.length} bytes) to ${client.url} in ${(performance.now() - started).toFixed(0)} ms`);
+        log.info(`dist: uploaded toolchain ${toolchain.id.slice(0, 12)} (${archive.size} bytes) to ${client.url} in ${(performance.now() - started).toFixed(0)} ms`);
       })();
       this.uploads.set(toolchain.id, known);
       known.catch(() => {

@@ -95,7 +95,8 @@ export class SchedulerClient {
     throw await failureOf(res);
   }
 
-  async putToolchain(id: string, archive: Uint8Array): Promise<void> {
+  /** Uploads the archive; a `Blob` (e.g. `Bun.file`) is streamed from disk. */
+  async putToolchain(id: string, archive: Uint8Array | Blob): Promise<void> {
     const res = await this.request(
       "PUT",
       `/api/v1/toolchains/${id}`,
@@ -129,7 +130,7 @@ export class SchedulerClient {
   private async request(
     method: string,
     path: string,
-    init: { body?: Uint8Array; headers?: Record<string, string> },
+    init: { body?: Uint8Array | Blob; headers?: Record<string, string> },
     timeoutMs: number,
   ): Promise<Response> {
     if (performance.now() - this.lastAnswer > PROBE_AFTER_MS) await this.probe();
