@@ -201,7 +201,11 @@ export function jobRequestProblem(request: JobRequest, payloadBytes: number): st
   }
   if (!(r.argv[0] as string).startsWith("/")) return "argv[0] must be an absolute path inside the toolchain";
   if (r.argv.some((a: string) => a.includes("\0"))) return "argv may not contain NUL bytes";
-  if (typeof r.cwd !== "string") return "cwd must be a string";
+  if (typeof r.cwd !== "string" || !r.cwd.startsWith("/") || r.cwd === "/" || r.cwd.length > 4096) {
+    return "cwd must be an absolute path other than /";
+  }
+  const cwdProblem = relativePathProblem(r.cwd.slice(1));
+  if (cwdProblem) return `cwd ${JSON.stringify(r.cwd)}: ${cwdProblem}`;
   if (typeof r.env !== "object" || r.env === null || Array.isArray(r.env)) return "env must be an object of strings";
   for (const [k, v] of Object.entries(r.env)) {
     if (typeof v !== "string" || k === "" || k.includes("=") || k.includes("\0") || v.includes("\0")) {

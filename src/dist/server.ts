@@ -226,7 +226,7 @@ export class BuildServer {
   }
 
   private async execute(request: JobRequest, payload: Uint8Array, signal: AbortSignal): Promise<{ result: JobResult; files: Uint8Array[] }> {
-    const problem = jobRequestProblem(request, payload.length) ?? cwdProblem(request.cwd, undefined);
+    const problem = jobRequestProblem(request, payload.length);
     if (problem) throw new JobFailure(`bad job request: ${problem}`);
     const toolchain = await this.toolchains.acquire(request.toolchain, (id) => this.fetchToolchain(id)).catch((e: unknown) => {
       throw new JobFailure(`toolchain ${request.toolchain.slice(0, 12)}: ${e instanceof Error ? e.message : String(e)}`);

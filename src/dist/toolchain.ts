@@ -35,13 +35,26 @@ export async function packageToolchain(compilerPath: string): Promise<PackagedTo
       if (found) programs.push(found);
     }
   }
+  return { ...(await packagePrograms(programs)), compiler };
+}
+
+/**
+ * A toolchain of `programs` (absolute paths) with their shared libraries, plus `extra`
+ * entries (e.g. a wrapper script); for compilers `packageToolchain` does not know.
+ */
+export async function packagePrograms(programs: readonly string[], extra: readonly TarEntry[] = []): Promise<Omit<PackagedToolchain, "compiler">> {
   const tree = new Tree();
   for (const program of programs) {
     tree.add(program);
     for (const lib of await sharedLibraries(program)) tree.add(lib);
   }
-  const archive = packTarZst(tree.entries());
-  return { id: toolchainId(archive), archive, compiler, files: tree.files() };
+  const entries = tree.entries();
+  for (const e of extra) {
+    if (!entries.some((x) => x.path === e.path)) entries.push(e);
+  }
+  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const archive = packTarZst(entries);
+  return { id: toolchainId(archive), archive, files: entries.filter((e) => e.type === "file").map((e) => `/${e.path}`) };
 }
 
 export function toolchainId(archive: Uint8Array): string {
@@ -141,10 +154,6 @@ class Tree {
   }
 
   entries(): TarEntry[] {
-    return [...this.byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  }
-
-  files(): string[] {
-    return this.entries().filter((e) => e.type === "file").map((e) => `/${e.path}`);
+    return [...this.byPath.values()];
   }
 }
