@@ -7,9 +7,10 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Socket } from "bun";
 import { DIST_PROTOCOL_VERSION, encodeFrame } from "../src/dist/protocol.ts";
-import { packagePrograms } from "../src/dist/toolchain.ts";
 import {
+  EVILCC,
   done,
+  evilToolchain,
   eventually,
   postJob,
   runJob,
@@ -23,33 +24,12 @@ import {
 } from "./dist-support.ts";
 import { run, scratch } from "./support.ts";
 
-/** The "compiler" of the hand-made toolchain: misbehaves as its first argument says. */
-const EVILCC = `#!/bin/bash
-netread() {
-  if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then echo "tcp: connected"; else echo "tcp: refused"; fi
-  if [ -r /etc/hostname ] && h=$(< /etc/hostname); then echo "hostname: $h"; else echo "hostname: unreadable"; fi
-}
-case "$1" in
-  netread) netread "$2" "$3" ;;
-  probe)
-    netread "$2" "$3"
-    for f in /pwned /usr/pwned ../pwned; do (echo pwned > "$f") 2>/dev/null && echo "wrote $f"; done
-    echo ok > out.o ;;
-  symlink) ln -s "$2" out.o ;;
-  dirlink) mkdir real && echo x > real/out.o && ln -s real linkdir ;;
-  none) ;;
-esac
-exit 0
-`;
-
 let scheduler: SchedulerProcess;
 let server: ServerProcess;
 let evil: { id: string; archive: Uint8Array };
 
 beforeAll(async () => {
-  evil = await packagePrograms(["/bin/bash", "/usr/bin/ln", "/usr/bin/mkdir"], [
-    { type: "file", path: "usr/bin/evilcc", data: new TextEncoder().encode(EVILCC), mode: 0o755 },
-  ]);
+  evil = await evilToolchain();
   scheduler = await startScheduler();
   server = await startServer(scheduler.url, scheduler.serverToken, { name: "victim", cores: 2 });
   expect(await uploadToolchain(scheduler.url, scheduler.clientToken, evil.id, evil.archive)).toBe(201);

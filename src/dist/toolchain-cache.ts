@@ -94,7 +94,7 @@ export class ToolchainCache {
     const tmp = join(this.dir, `tmp-${id}-${process.pid}-${Date.now()}`);
     mkdirSync(tmp);
     try {
-      const bytes = unpackTarZst(archive, tmp);
+      const bytes = await unpackTarZst(archive, tmp);
       writeFileSync(`${join(this.dir, id)}.size`, String(bytes));
       renameSync(tmp, join(this.dir, id));
       this.cached.set(id, { bytes, lastUsedMs: Date.now(), users: 0 });
