@@ -71,6 +71,8 @@ export class ToolchainCache {
     const entry = this.cached.get(id)!;
     entry.users++;
     entry.lastUsedMs = Date.now();
+    // Only now, with this one in use: evicting before would throw the fresh one away.
+    this.evict();
     try {
       utimesSync(`${join(this.dir, id)}.size`, new Date(), new Date());
     } catch {
@@ -103,7 +105,6 @@ export class ToolchainCache {
       rmSync(tmp, { recursive: true, force: true });
       throw e;
     }
-    this.evict();
   }
 
   private evict(): void {
