@@ -9,7 +9,8 @@ import { packTarZst } from "../src/dist/tar.ts";
 import { toolchainId } from "../src/dist/toolchain.ts";
 import { ToolchainCache } from "../src/dist/toolchain-cache.ts";
 import { Child, KILN_DIST, done, runJob, status, uploadToolchain } from "./dist-support.ts";
-import { KILN, ok, run, scratch, writeFiles } from "./support.ts";
+import { KILN, REPO, ok, run, scratch, writeFiles } from "./support.ts";
+import { loadSchedulerConfig, loadServerConfig } from "../src/dist/config.ts";
 
 function config(text: string): string {
   const file = join(scratch("kdc-"), "dist.toml");
@@ -19,6 +20,29 @@ function config(text: string): string {
 
 const AUTH = `[client_auth]\ntype = "token"\ntoken = "c"\n[server_auth]\ntype = "token"\ntoken = "s"\n`;
 const SERVER_AUTH = `[scheduler_auth]\ntype = "token"\ntoken = "s"\n`;
+
+describe("the README's examples", () => {
+  const readme = readFileSync(join(REPO, "README.md"), "utf8");
+  const example = (marker: string) => {
+    const block = [...readme.matchAll(/```toml\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.startsWith(`# ${marker}`));
+    if (!block) throw new Error(`no ${marker} example in the README`);
+    const file = join(scratch("kdc-"), marker);
+    writeFileSync(file, block);
+    return file;
+  };
+
+  test("scheduler.toml loads as documented", () => {
+    const { config, notes } = loadSchedulerConfig(example("scheduler.toml"));
+    expect(config).toEqual({ hostname: "0.0.0.0", port: 10600, clientToken: expect.any(String), serverToken: expect.any(String), heartbeatMs: 5000 });
+    expect(notes).toEqual([]);
+  });
+
+  test("server.toml loads as documented", () => {
+    const { config, notes } = loadServerConfig(example("server.toml"), {});
+    expect(config).toMatchObject({ schedulerUrl: "http://scheduler.lan:10600", cacheDir: "/var/cache/kiln-dist", toolchainCacheSize: 10 * 1024 ** 3, buildDir: "/var/tmp/kiln-dist", bwrap: "/usr/bin/bwrap" });
+    expect(notes).toEqual([expect.stringContaining("kiln-dist always runs jobs in bubblewrap")]);
+  });
+});
 
 describe("config errors name the file, the key and the fix", () => {
   const cases: [string, string, string, RegExp][] = [
