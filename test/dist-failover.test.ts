@@ -98,6 +98,19 @@ describe("failover", () => {
     expect(done(await sleepJob(s, "0")).result.server).toBe("stalled");
   });
 
+  test("a job past its timeout is killed and answered 502 with the reason; the server stays", async () => {
+    const s = await scheduled();
+    const server = await startServer(s.url, s.serverToken, { name: "patient", cores: 1 });
+    cleanups.push(() => server.child.stop());
+    const marker = "37.75";
+    const answer = await runJob(s.url, s.clientToken, {
+      toolchain: evil.id, argv: ["/usr/bin/evilcc", "sleep", marker], cwd: scratch("kdj-"), inputs: {}, outputs: ["out.o"], timeoutMs: 500,
+    });
+    expect([answer.status, !answer.ok && answer.text]).toEqual([502, expect.stringContaining("timed out after 500 ms")]);
+    expect(processesWith(`sleep\0${marker}`)).toEqual([]);
+    expect((await status(s.url, s.clientToken)).servers).toMatchObject([{ name: "patient", running: 0 }]);
+  });
+
   test("a full fleet answers 503 no capacity; jobs are placed by running jobs per core", async () => {
     const s = await scheduled();
     const small = await startServer(s.url, s.serverToken, { name: "small", cores: 1 });

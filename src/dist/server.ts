@@ -245,11 +245,13 @@ export class BuildServer {
           argv: request.argv,
           env: { PATH: "/usr/bin:/bin", ...request.env },
           timeoutMs: request.timeoutMs,
+          maxOutputBytes: LIMITS.jobOutputBytes,
         },
         signal,
       );
       if (signal.aborted) throw new JobFailure("cancelled");
       if (run.timedOut) throw new JobFailure(`timed out after ${request.timeoutMs} ms`);
+      if (run.overflowed) throw new JobFailure(`stdout and stderr exceed ${LIMITS.jobOutputBytes} bytes`);
       const outputs: FileRef[] = [];
       const files: Uint8Array[] = [run.stdout, run.stderr];
       let total = run.stdout.length + run.stderr.length;
