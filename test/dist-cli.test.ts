@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { packTarZst } from "../src/dist/tar.ts";
 import { toolchainId } from "../src/dist/toolchain.ts";
 import { ToolchainCache } from "../src/dist/toolchain-cache.ts";
-import { Child, KILN_DIST, done, runJob, status, uploadToolchain } from "./dist-support.ts";
+import { Child, KILN_DIST, done, runJob, startScheduler, status, uploadToolchain } from "./dist-support.ts";
 import { KILN, REPO, ok, run, scratch, writeFiles } from "./support.ts";
 import { loadSchedulerConfig, loadServerConfig } from "../src/dist/config.ts";
 
@@ -33,7 +33,7 @@ describe("the README's examples", () => {
 
   test("scheduler.toml loads as documented", () => {
     const { config, notes } = loadSchedulerConfig(example("scheduler.toml"));
-    expect(config).toEqual({ hostname: "0.0.0.0", port: 10600, clientToken: expect.any(String), serverToken: expect.any(String), heartbeatMs: 5000 });
+    expect(config).toEqual({ hostname: "0.0.0.0", port: 10600, clientToken: expect.any(String), serverToken: expect.any(String), heartbeatMs: 5000, toolchainBytes: 4 * 1024 ** 3 });
     expect(notes).toEqual([]);
   });
 
@@ -132,6 +132,29 @@ describe("all-in-one", () => {
       expect(Buffer.from(answer.outputs.get("aio.o")!).equals(readFileSync(join(dir, "local.o")))).toBe(true);
     } finally {
       await child.stop();
+    }
+  });
+});
+
+describe("the scheduler's toolchain store", () => {
+  test("keeps archives up to toolchain_cache_size, evicting the least recently used", async () => {
+    const s = await startScheduler({ extra: 'toolchain_cache_size = "4K"\n' });
+    try {
+      const archives = ["x", "y", "z"].map((t) => Bun.zstdCompressSync(new TextEncoder().encode(t.repeat(10))));
+      const padded = archives.map((a) => Buffer.concat([a, new Uint8Array(1500)])); // not valid zstd; the store does not care
+      const ids = padded.map(toolchainId);
+      const auth = { Authorization: `Bearer ${s.clientToken}` };
+      const head = async (id: string) => (await fetch(`${s.url}/api/v1/toolchains/${id}`, { method: "HEAD", headers: auth })).status;
+      expect(await uploadToolchain(s.url, s.clientToken, ids[0]!, padded[0]!)).toBe(201);
+      expect(await uploadToolchain(s.url, s.clientToken, ids[1]!, padded[1]!)).toBe(201);
+      // Use x, so y is the least recently used when z arrives.
+      const got = await fetch(`${s.url}/api/v1/toolchains/${ids[0]}`, { headers: { Authorization: `Bearer ${s.serverToken}` } });
+      expect(Buffer.from(await got.arrayBuffer()).equals(padded[0]!)).toBe(true);
+      expect(await uploadToolchain(s.url, s.clientToken, ids[2]!, padded[2]!)).toBe(201);
+      expect([await head(ids[0]!), await head(ids[1]!), await head(ids[2]!)]).toEqual([200, 404, 200]);
+      expect(s.child.output).toContain(`toolchain ${ids[1]!.slice(0, 12)} evicted from memory`);
+    } finally {
+      await s.child.stop();
     }
   });
 });

@@ -72,7 +72,7 @@ export interface SchedulerProcess {
 }
 
 export async function startScheduler(
-  options: { clientToken?: string; serverToken?: string; heartbeatMs?: number; addr?: string; wrap?: string[] } = {},
+  options: { clientToken?: string; serverToken?: string; heartbeatMs?: number; addr?: string; wrap?: string[]; extra?: string } = {},
 ): Promise<SchedulerProcess> {
   const dir = scratch("kd-");
   const clientToken = options.clientToken ?? `client-${crypto.randomUUID()}`;
@@ -80,7 +80,7 @@ export async function startScheduler(
   const config = join(dir, "scheduler.toml");
   writeFileSync(
     config,
-    `public_addr = "${options.addr ?? "127.0.0.1:0"}"\nheartbeat_interval_ms = ${options.heartbeatMs ?? 1000}\n` +
+    `public_addr = "${options.addr ?? "127.0.0.1:0"}"\nheartbeat_interval_ms = ${options.heartbeatMs ?? 1000}\n${options.extra ?? ""}` +
       `[client_auth]\ntype = "token"\ntoken = "${clientToken}"\n[server_auth]\ntype = "token"\ntoken = "${serverToken}"\n`,
   );
   const child = new Child([KILN_DIST, "scheduler", "--config", config], {}, options.wrap);

@@ -15,6 +15,8 @@ export interface SchedulerConfig {
   clientToken: string;
   serverToken: string;
   heartbeatMs: number;
+  /** Bytes of toolchain archives the scheduler keeps in memory. */
+  toolchainBytes: number;
 }
 
 export interface ServerConfig {
@@ -179,6 +181,7 @@ export function loadSchedulerConfig(file: string): Loaded<SchedulerConfig> {
   const clientToken = r.token("client_auth");
   const serverToken = r.token("server_auth");
   const heartbeatMs = r.int("heartbeat_interval_ms", 100, 600_000) ?? DEFAULT_HEARTBEAT_MS;
+  const toolchainBytes = r.size("toolchain_cache_size") ?? 4 * GiB;
   for (const [section, key] of [["client_auth", clientToken], ["server_auth", serverToken]] as const) {
     if (key === undefined) {
       throw new KilnError("KILN_CONFIG_VALUE", `${file}: [${section}] is missing`, {
@@ -186,8 +189,8 @@ export function loadSchedulerConfig(file: string): Loaded<SchedulerConfig> {
       });
     }
   }
-  r.rejectUnknown("public_addr, heartbeat_interval_ms, [client_auth] and [server_auth]");
-  return { config: { hostname, port, clientToken: clientToken!, serverToken: serverToken!, heartbeatMs }, notes: r.notes };
+  r.rejectUnknown("public_addr, heartbeat_interval_ms, toolchain_cache_size, [client_auth] and [server_auth]");
+  return { config: { hostname, port, clientToken: clientToken!, serverToken: serverToken!, heartbeatMs, toolchainBytes }, notes: r.notes };
 }
 
 export function loadServerConfig(file: string, env: Record<string, string | undefined>): Loaded<ServerConfig> {

@@ -34,7 +34,48 @@ export interface SchedulerOptions {
   heartbeatMs: number;
   log: DistLog;
   state?: SchedulerState;
+  /** Bytes of toolchain archives kept in memory; least recently used ones go first. */
+  toolchainBytes?: number;
 }
+
+/** Toolchain archives in memory, least recently used evicted past a size limit. */
+class ToolchainStore {
+  // Map order is use order: a hit moves the entry to the end.
+  private readonly archives = new Map<string, Uint8Array>();
+  private bytes = 0;
+
+  constructor(private readonly limit: number) {}
+
+  has(id: string): boolean {
+    return this.archives.has(id);
+  }
+
+  get(id: string): Uint8Array | undefined {
+    const archive = this.archives.get(id);
+    if (archive) {
+      this.archives.delete(id);
+      this.archives.set(id, archive);
+    }
+    return archive;
+  }
+
+  /** Stores it; returns the ids evicted to make room. */
+  put(id: string, archive: Uint8Array): string[] {
+    if (this.archives.has(id)) return [];
+    this.archives.set(id, archive);
+    this.bytes += archive.length;
+    const evicted: string[] = [];
+    for (const [old, data] of this.archives) {
+      if (this.bytes <= this.limit || old === id) break;
+      this.archives.delete(old);
+      this.bytes -= data.length;
+      evicted.push(old);
+    }
+    return evicted;
+  }
+}
+
+export const DEFAULT_SCHEDULER_TOOLCHAIN_BYTES = 4 * 1024 ** 3;
 
 interface Connection {
   serverId: string | undefined;
@@ -58,12 +99,13 @@ export class Scheduler {
   private readonly sockets = new Map<string, Socket>();
   private readonly names = new Map<string, string>();
   private readonly jobs = new Map<string, PendingJob>();
-  private readonly toolchains = new Map<string, Uint8Array>();
+  private readonly toolchains: ToolchainStore;
   private readonly sweep: ReturnType<typeof setInterval>;
   private nextJob = 1;
 
   constructor(private readonly options: SchedulerOptions) {
     this.state = options.state ?? new MemoryState();
+    this.toolchains = new ToolchainStore(options.toolchainBytes ?? DEFAULT_SCHEDULER_TOOLCHAIN_BYTES);
     this.sweep = setInterval(() => this.dropSilent(), options.heartbeatMs);
     this.sweep.unref?.();
   }
@@ -141,7 +183,9 @@ export class Scheduler {
         if (body.length > LIMITS.toolchainBytes) return text(413, `a toolchain may be at most ${LIMITS.toolchainBytes} bytes`);
         if (toolchainId(body) !== id) return text(400, `the body's SHA-256 is not ${id}`);
         const fresh = !this.toolchains.has(id);
-        this.toolchains.set(id, body);
+        for (const old of this.toolchains.put(id, body)) {
+          this.options.log.info(`toolchain ${old.slice(0, 12)} evicted from memory (toolchain_cache_size)`);
+        }
         if (fresh) this.options.log.info(`toolchain ${id.slice(0, 12)} uploaded (${body.length} bytes)`);
         return new Response(null, { status: fresh ? 201 : 200 });
       }
