@@ -152,7 +152,7 @@ describe("the scheduler's toolchain store", () => {
       expect(Buffer.from(await got.arrayBuffer()).equals(padded[0]!)).toBe(true);
       expect(await uploadToolchain(s.url, s.clientToken, ids[2]!, padded[2]!)).toBe(201);
       expect([await head(ids[0]!), await head(ids[1]!), await head(ids[2]!)]).toEqual([200, 404, 200]);
-      expect(s.child.output).toContain(`toolchain ${ids[1]!.slice(0, 12)} evicted from memory`);
+      await s.child.waitFor(new RegExp(`toolchain ${ids[1]!.slice(0, 12)} evicted from memory`));
     } finally {
       await s.child.stop();
     }

@@ -45,12 +45,16 @@ function sleepJob(s: SchedulerProcess, seconds: string): Promise<JobAnswer> {
   });
 }
 
-/** Pids of processes whose command line contains `text`. */
+/**
+ * Pids of processes whose command line starts with `text`. The sandboxed `sleep` itself, not
+ * bwrap (whose arguments contain the same words): it exists only once bwrap has set itself up,
+ * including --die-with-parent, which a kill during bwrap's first instants would escape.
+ */
 function processesWith(text: string): number[] {
   const found: number[] = [];
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text)) found.push(Number(pid));
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith(text)) found.push(Number(pid));
     } catch {
       // gone
     }

@@ -4,7 +4,7 @@
 //   client ──HTTP──> scheduler <──WebSocket── server (the server opened it)
 //
 // HTTP routes on the scheduler (one address serves everything):
-//   GET  /api/v1/status                 client token. 200, JSON `SchedulerStatus`.
+//   GET  /api/v1/status                 client (or server) token. 200, JSON `SchedulerStatus`.
 //   HEAD /api/v1/toolchains/<id>        client token. 200 if the scheduler holds it, else 404.
 //   PUT  /api/v1/toolchains/<id>        client token. Body: the toolchain archive (tar.zst).
 //                                       The scheduler checks the id is the SHA-256 of the body.
@@ -12,9 +12,10 @@
 //   POST /api/v1/jobs                   client token. Body: a `Frame` with a `JobRequest`
 //                                       header and the inputs as payload. 200: a `Frame` with
 //                                       a `JobResult` header and the outputs as payload.
-//                                       Errors: 400 malformed, 401 bad token, 413 too large,
-//                                       503 no capacity, 502 the server failed or vanished,
-//                                       504 timeout; text body says why.
+//                                       Errors: 400 malformed, 401 bad token, 412 the toolchain
+//                                       is not on the scheduler (PUT it, then retry), 413 too
+//                                       large, 503 no capacity, 502 the server failed or
+//                                       vanished, 504 timeout; text body says why.
 //   GET  /api/v1/servers/connect        server token, WebSocket upgrade. Messages are `Frame`s
 //                                       (binary) whose headers are `ServerMessage` or
 //                                       `SchedulerMessage`.

@@ -49,6 +49,11 @@ export function packTarZst(entries: readonly TarEntry[], level = 6): Uint8Array 
   return Bun.zstdCompressSync(writeTar(entries), { level });
 }
 
+/** The same bytes as `packTarZst`, compressed off the main thread (for the daemon). */
+export function packTarZstAsync(entries: readonly TarEntry[], level = 6): Promise<Uint8Array> {
+  return Bun.zstdCompress(writeTar(entries), { level });
+}
+
 export function writeTar(entries: readonly TarEntry[]): Uint8Array {
   let size = 2 * BLOCK;
   for (const e of entries) size += BLOCK + (e.type === "file" ? roundUp(e.data.length) : 0);
