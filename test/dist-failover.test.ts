@@ -3,6 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import {
   done,
   eventually,
@@ -81,6 +82,12 @@ describe("failover", () => {
     // With no server left, a job is refused at once rather than queued.
     const none = await sleepJob(s, "0");
     expect([none.status, !none.ok && none.text]).toEqual([503, "no capacity: no build servers are connected\n"]);
+    // The killed server left its job's directory; its successor removes it.
+    const left = `server-${server.child.proc.pid}`;
+    expect(readdirSync(join(server.dir, "build"))).toContain(left);
+    const successor = await startServer(s.url, s.serverToken, { name: "successor", dir: server.dir });
+    cleanups.push(() => successor.child.stop());
+    expect(readdirSync(join(server.dir, "build"))).toEqual([`server-${successor.child.proc.pid}`]);
   });
 
   test("a stalled server (SIGSTOP) misses heartbeats, is dropped with its job, and rejoins when it resumes", async () => {

@@ -8,7 +8,7 @@
 // O_EXCL|O_NOFOLLOW into a directory only this job uses, and outputs are read back only if
 // they are regular files reached through real directories inside that directory.
 
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { KilnError } from "../util/errors.ts";
 import type { DistLog } from "./log.ts";
@@ -70,13 +70,16 @@ export class BuildServer {
         hint: "install bubblewrap (apt-get install bubblewrap), set [builder] bwrap_path, and allow unprivileged user namespaces or run as root (in a container: --privileged or a seccomp profile that allows unshare)",
       });
     }
-    mkdirSync(options.buildDir, { recursive: true });
-    const server = new BuildServer(options);
+    const server = new BuildServer(options, claimBuildDir(options.buildDir, options.log));
     server.connect();
     return server;
   }
 
-  private constructor(private readonly options: BuildServerOptions) {
+  private constructor(
+    private readonly options: BuildServerOptions,
+    /** This process's own directory under build_dir; jobs get fresh ones below it. */
+    private readonly jobsDir: string,
+  ) {
     this.toolchains = new ToolchainCache(join(options.cacheDir, "toolchains"), options.toolchainCacheSize, (id) =>
       options.log.info(`toolchain ${id.slice(0, 12)} evicted (cache limit ${options.toolchainCacheSize} bytes)`),
     );
@@ -88,6 +91,7 @@ export class BuildServer {
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     clearTimeout(this.reconnect);
     clearInterval(this.heartbeat);
@@ -231,7 +235,7 @@ export class BuildServer {
     const toolchain = await this.toolchains.acquire(request.toolchain, (id) => this.fetchToolchain(id)).catch((e: unknown) => {
       throw new JobFailure(`toolchain ${request.toolchain.slice(0, 12)}: ${e instanceof Error ? e.message : String(e)}`);
     });
-    const buildDir = mkdtempSync(join(this.options.buildDir, "job-"));
+    const buildDir = mkdtempSync(join(this.jobsDir, "job-"));
     try {
       const cwdError = cwdProblem(request.cwd, toolchain.dir);
       if (cwdError) throw new JobFailure(`bad job request: ${cwdError}`);
@@ -291,6 +295,33 @@ export class BuildServer {
     const archive = await res.bytes();
     this.options.log.info(`toolchain ${id.slice(0, 12)} fetched (${archive.length} bytes)`);
     return archive;
+  }
+}
+
+/**
+ * Makes `<buildDir>/server-<pid>` for this process's jobs, and removes those of server
+ * processes that are gone (killed mid-job, their job directories were never cleaned up).
+ */
+function claimBuildDir(buildDir: string, log: DistLog): string {
+  mkdirSync(buildDir, { recursive: true });
+  for (const name of readdirSync(buildDir)) {
+    const pid = /^server-(\d+)$/.exec(name)?.[1];
+    if (pid === undefined || Number(pid) === process.pid || processExists(Number(pid))) continue;
+    rmSync(join(buildDir, name), { recursive: true, force: true });
+    log.info(`removed ${join(buildDir, name)}, left by a server process that is gone`);
+  }
+  const own = join(buildDir, `server-${process.pid}`);
+  rmSync(own, { recursive: true, force: true });
+  mkdirSync(own);
+  return own;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
