@@ -20,13 +20,17 @@ export interface SchedulerConfig {
 }
 
 export interface ServerConfig {
+  /** http(s)://host:port of the scheduler. */
   schedulerUrl: string;
   token: string;
   name: string;
   cores: number;
+  /** Jobs run at once. */
   capacity: number;
+  /** Toolchains are kept in `<cacheDir>/toolchains`. */
   cacheDir: string;
   toolchainCacheSize: number;
+  /** Each job gets a fresh directory below this. */
   buildDir: string;
   bwrap: string;
 }

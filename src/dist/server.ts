@@ -11,6 +11,7 @@
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { KilnError } from "../util/errors.ts";
+import type { ServerConfig } from "./config.ts";
 import type { DistLog } from "./log.ts";
 import {
   DIST_PROTOCOL_VERSION,
@@ -29,20 +30,7 @@ import {
 import { cwdProblem, probeSandbox, runSandboxed } from "./sandbox.ts";
 import { ToolchainCache } from "./toolchain-cache.ts";
 
-export interface BuildServerOptions {
-  /** http(s)://host:port of the scheduler. */
-  schedulerUrl: string;
-  token: string;
-  name: string;
-  cores: number;
-  /** Jobs run at once. */
-  capacity: number;
-  /** Toolchains are kept in `<cacheDir>/toolchains`. */
-  cacheDir: string;
-  toolchainCacheSize: number;
-  /** Each job gets a fresh directory below this. */
-  buildDir: string;
-  bwrap: string;
+export interface BuildServerOptions extends ServerConfig {
   log: DistLog;
   /** Longest wait between reconnection attempts. */
   maxBackoffMs?: number;
