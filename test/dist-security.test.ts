@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Socket } from "bun";
-import { DIST_PROTOCOL_VERSION, encodeFrame } from "../src/dist/protocol.ts";
+import { DIST_PROTOCOL_VERSION, decodeFrame, encodeFrame } from "../src/dist/protocol.ts";
 import {
   EVILCC,
   done,
@@ -215,5 +215,39 @@ describe("malformed requests get 4xx and the scheduler keeps serving", () => {
     }
     await stillServes();
     expect(done(await evilJob(["probe", "127.0.0.1", "9"])).result.exitCode).toBe(0);
+  });
+
+  test("a hostile build server's bad results are refused with 502, and it cannot crash the scheduler", async () => {
+    const s = await startScheduler();
+    try {
+      expect(await uploadToolchain(s.url, s.clientToken, evil.id, evil.archive)).toBe(201);
+      const ws = new WebSocket(`${s.url.replace(/^http/, "ws")}/api/v1/servers/connect`, { headers: { Authorization: `Bearer ${s.serverToken}` } } as unknown as string[]);
+      ws.binaryType = "arraybuffer";
+      await new Promise((resolve) => (ws.onopen = resolve));
+      const bad = [
+        (jobId: string) => encodeFrame({ type: "result", jobId, result: { version: 1, exitCode: 0, stdoutSize: 0, stderrSize: 0, outputs: [{ path: "../../etc/passwd", size: 1 }], server: "x" } }, [new Uint8Array(1)]),
+        (jobId: string) => {
+          // First an answer to a job it was never given (dropped), then a real one that lies.
+          ws.send(encodeFrame({ type: "result", jobId: "no-such-job", result: {} }));
+          return encodeFrame({ type: "result", jobId, result: { version: 1, exitCode: 0, stdoutSize: 5, stderrSize: 0, outputs: [{ path: "out.o", size: 1 }], server: "x" } }, [new Uint8Array(1)]);
+        },
+      ];
+      let round = 0;
+      ws.onmessage = (event) => {
+        const { header } = decodeFrame<{ type: string; jobId: string }>(new Uint8Array(event.data as ArrayBuffer));
+        if (header.type === "job") ws.send(bad[round++]!(header.jobId));
+      };
+      ws.send(encodeFrame({ type: "hello", version: DIST_PROTOCOL_VERSION, name: "liar", cores: 1, capacity: 1, toolchains: [] }));
+      await eventually("the liar to join", async () => (await status(s.url, s.clientToken)).numServers === 1);
+      const spec = { toolchain: evil.id, argv: ["/usr/bin/evilcc", "none"], cwd: "/tmp/kd-liar", inputs: {}, outputs: ["out.o"] };
+      const first = await runJob(s.url, s.clientToken, spec);
+      expect([first.status, !first.ok && first.text]).toEqual([502, "build server liar sent a bad result: outputs other than the ones asked for\n"]);
+      const second = await runJob(s.url, s.clientToken, spec);
+      expect([second.status, !second.ok && second.text]).toEqual([502, "build server liar sent a bad result: sizes add up to 6, payload has 1\n"]);
+      expect((await status(s.url, s.clientToken)).servers).toMatchObject([{ name: "liar", running: 0 }]);
+      ws.close();
+    } finally {
+      await s.child.stop();
+    }
   });
 });

@@ -87,12 +87,14 @@ type Socket = ServerWebSocket<Connection>;
 interface PendingJob {
   serverId: string;
   toolchain: string;
+  outputs: readonly string[];
   settle(response: Response): void;
 }
 
 /** Extra time over a job's own timeout for fetching its toolchain and moving its bytes. */
 const JOB_MARGIN_MS = 30_000;
 const TOOLCHAIN_ID = /^[0-9a-f]{64}$/;
+const HELLO_TIMEOUT_MS = 10_000;
 
 export class Scheduler {
   private readonly state: SchedulerState;
@@ -239,7 +241,7 @@ export class Scheduler {
         resolve(response);
       };
       req.signal.addEventListener("abort", onAbort, { once: true });
-      this.jobs.set(jobId, { serverId, toolchain: request.toolchain, settle });
+      this.jobs.set(jobId, { serverId, toolchain: request.toolchain, outputs: request.outputs, settle });
       const message: SchedulerMessage = { type: "job", jobId, request };
       if (!socket || socket.send(encodeFrame(message, [payload])) === 0) {
         settle(text(502, `build server ${name} could not be sent the job`));
@@ -253,6 +255,12 @@ export class Scheduler {
   readonly websocket: WebSocketHandler<Connection> = {
     maxPayloadLength: Math.max(LIMITS.jobInputBytes, LIMITS.jobOutputBytes) + LIMITS.headerBytes + 4,
     idleTimeout: 0,
+    open: (ws) => {
+      // A connection that never says hello holds a socket for nothing.
+      setTimeout(() => {
+        if (ws.data.serverId === undefined && ws.readyState === 1) ws.close(4408, "no hello within 10 s");
+      }, HELLO_TIMEOUT_MS).unref?.();
+    },
     message: (ws, message) => {
       try {
         this.onMessage(ws, message);
@@ -303,7 +311,7 @@ export class Scheduler {
       case "result": {
         const job = this.ownJob(id, message.jobId);
         if (!job) return;
-        const problem = resultProblem(message.result, payload.length);
+        const problem = resultProblem(message.result, payload.length, job.outputs);
         if (problem) {
           job.settle(text(502, `build server ${ws.data.name} sent a bad result: ${problem}`));
           return;
@@ -391,10 +399,14 @@ function helloProblem(hello: ServerMessage & { type: "hello" }): string | undefi
   return undefined;
 }
 
-function resultProblem(result: JobResult, payloadBytes: number): string | undefined {
+function resultProblem(result: JobResult, payloadBytes: number, wanted: readonly string[]): string | undefined {
   if (typeof result !== "object" || result === null) return "no result";
   if (!Number.isInteger(result.exitCode)) return "bad exit code";
   if (!Array.isArray(result.outputs)) return "bad outputs";
+  // A success carries exactly the outputs asked for, in order; a failure none.
+  const paths = result.outputs.map((o) => o?.path);
+  const expected = result.exitCode === 0 ? wanted : [];
+  if (paths.length !== expected.length || paths.some((p, i) => p !== expected[i])) return "outputs other than the ones asked for";
   const sizes = [result.stdoutSize, result.stderrSize, ...result.outputs.map((o) => o?.size)];
   if (!sizes.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) return "bad sizes";
   const total = sizes.reduce<number>((a, b) => a + (b as number), 0);
