@@ -52,18 +52,18 @@ describe("scheduler and two build servers", () => {
     expect(s.servers.map((x) => x.name).sort()).toEqual(["alpha", "beta"]);
   });
 
-  test("a real gcc job gives an object byte-identical to a local gcc -c in the same cwd", async () => {
+  test("a real gcc job gives an object byte-identical to a local gcc -c in the same cwd (output in a subdirectory)", async () => {
     const { dir, source, local } = preprocessed();
     const answer = done(await runJob(scheduler.url, scheduler.clientToken, {
       toolchain: gcc.id,
-      argv: [gcc.compiler, "-g", "-O2", "-c", "hello.i", "-o", "hello.o"],
+      argv: [gcc.compiler, "-g", "-O2", "-c", "hello.i", "-o", "obj/hello.o"],
       cwd: dir,
       inputs: { "hello.i": source },
-      outputs: ["hello.o"],
+      outputs: ["obj/hello.o"],
     }));
     expect(answer.result.exitCode).toBe(0);
     expect(["alpha", "beta"]).toContain(answer.result.server);
-    expect(Buffer.from(answer.outputs.get("hello.o")!).equals(Buffer.from(local))).toBe(true);
+    expect(Buffer.from(answer.outputs.get("obj/hello.o")!).equals(Buffer.from(local))).toBe(true);
   });
 
   for (const [compiler, ext, body] of [

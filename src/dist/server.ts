@@ -228,6 +228,9 @@ export class BuildServer {
       const cwdError = cwdProblem(request.cwd, toolchain.dir);
       if (cwdError) throw new JobFailure(`bad job request: ${cwdError}`);
       writeInputs(buildDir, request.inputs, payload);
+      // Compilers write into existing directories only (`-o obj/x.o`); nothing in this fresh
+      // directory is a symlink yet, so these stay inside it.
+      for (const output of request.outputs) mkdirSync(dirname(join(buildDir, output)), { recursive: true });
       const run = await runSandboxed(
         {
           bwrap: this.options.bwrap,
