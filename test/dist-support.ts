@@ -80,7 +80,7 @@ export async function startScheduler(
   const config = join(dir, "scheduler.toml");
   writeFileSync(
     config,
-    `public_addr = "${options.addr ?? "127.0.0.1:0"}"\nheartbeat_interval_ms = ${options.heartbeatMs ?? 1000}\n${options.extra ?? ""}` +
+    `public_addr = "${options.addr ?? "127.0.0.1:0"}"\nheartbeat_interval_ms = ${options.heartbeatMs ?? 2000}\n${options.extra ?? ""}` +
       `[client_auth]\ntype = "token"\ntoken = "${clientToken}"\n[server_auth]\ntype = "token"\ntoken = "${serverToken}"\n`,
   );
   const child = new Child([KILN_DIST, "scheduler", "--config", config], {}, options.wrap);
