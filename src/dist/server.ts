@@ -218,12 +218,16 @@ export class BuildServer {
   }
 
   private async execute(request: JobRequest, payload: Uint8Array, signal: AbortSignal): Promise<{ result: JobResult; files: Uint8Array[] }> {
+    const t0 = performance.now();
     const problem = jobRequestProblem(request, payload.length);
     if (problem) throw new JobFailure(`bad job request: ${problem}`);
     const toolchain = await this.toolchains.acquire(request.toolchain, (id) => this.fetchToolchain(id)).catch((e: unknown) => {
       throw new JobFailure(`toolchain ${request.toolchain.slice(0, 12)}: ${e instanceof Error ? e.message : String(e)}`);
     });
+    const t1 = performance.now();
     const buildDir = mkdtempSync(join(this.jobsDir, "job-"));
+    let t2 = t1;
+    let t3 = t1;
     try {
       const cwdError = cwdProblem(request.cwd, toolchain.dir);
       if (cwdError) throw new JobFailure(`bad job request: ${cwdError}`);
@@ -231,6 +235,7 @@ export class BuildServer {
       // Compilers write into existing directories only (`-o obj/x.o`); nothing in this fresh
       // directory is a symlink yet, so these stay inside it.
       for (const output of request.outputs) mkdirSync(dirname(join(buildDir, output)), { recursive: true });
+      t2 = performance.now();
       const run = await runSandboxed(
         {
           bwrap: this.options.bwrap,
@@ -244,6 +249,7 @@ export class BuildServer {
         },
         signal,
       );
+      t3 = performance.now();
       if (signal.aborted) throw new JobFailure("cancelled");
       if (run.timedOut) throw new JobFailure(`timed out after ${request.timeoutMs} ms`);
       if (run.overflowed) throw new JobFailure(`stdout and stderr exceed ${LIMITS.jobOutputBytes} bytes`);
@@ -271,6 +277,10 @@ export class BuildServer {
     } finally {
       toolchain.release();
       rmSync(buildDir, { recursive: true, force: true });
+      const ms = (a: number, b: number): string => (b - a).toFixed(1);
+      this.options.log.debug(
+        `job ${request.argv[0]}: toolchain ${ms(t0, t1)} ms, inputs ${ms(t1, t2)} ms, sandbox ${ms(t2, t3)} ms, outputs and cleanup ${ms(t3, performance.now())} ms`,
+      );
     }
   }
 
