@@ -13,6 +13,7 @@ import {
   type JobResult,
   type SchedulerStatus,
 } from "../src/dist/protocol.ts";
+import { packagePrograms } from "../src/dist/toolchain.ts";
 import { REPO, scratch } from "./support.ts";
 
 export const KILN_DIST = join(REPO, "dist", "kiln-dist");
@@ -71,7 +72,7 @@ export interface SchedulerProcess {
 }
 
 export async function startScheduler(
-  options: { clientToken?: string; serverToken?: string; heartbeatMs?: number; addr?: string; wrap?: string[] } = {},
+  options: { clientToken?: string; serverToken?: string; heartbeatMs?: number; addr?: string; wrap?: string[]; extra?: string } = {},
 ): Promise<SchedulerProcess> {
   const dir = scratch("kd-");
   const clientToken = options.clientToken ?? `client-${crypto.randomUUID()}`;
@@ -79,7 +80,7 @@ export async function startScheduler(
   const config = join(dir, "scheduler.toml");
   writeFileSync(
     config,
-    `public_addr = "${options.addr ?? "127.0.0.1:0"}"\nheartbeat_interval_ms = ${options.heartbeatMs ?? 300}\n` +
+    `public_addr = "${options.addr ?? "127.0.0.1:0"}"\nheartbeat_interval_ms = ${options.heartbeatMs ?? 2000}\n${options.extra ?? ""}` +
       `[client_auth]\ntype = "token"\ntoken = "${clientToken}"\n[server_auth]\ntype = "token"\ntoken = "${serverToken}"\n`,
   );
   const child = new Child([KILN_DIST, "scheduler", "--config", config], {}, options.wrap);
@@ -200,4 +201,31 @@ export async function postJob(url: string, token: string, body: Uint8Array | str
 
 export function runJob(url: string, token: string, spec: JobSpec): Promise<JobAnswer> {
   return postJob(url, token, jobFrame(spec), (spec.timeoutMs ?? 60_000) + 40_000);
+}
+
+/** The "compiler" of a hand-made toolchain: misbehaves as its first argument says. */
+export const EVILCC = `#!/bin/bash
+netread() {
+  if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then echo "tcp: connected"; else echo "tcp: refused"; fi
+  if [ -r /etc/hostname ] && h=$(< /etc/hostname); then echo "hostname: $h"; else echo "hostname: unreadable"; fi
+}
+case "$1" in
+  netread) netread "$2" "$3" ;;
+  probe)
+    netread "$2" "$3"
+    for f in /pwned /usr/pwned ../pwned; do (echo pwned > "$f") 2>/dev/null && echo "wrote $f"; done
+    echo ok > out.o ;;
+  symlink) ln -s "$2" out.o ;;
+  dirlink) mkdir real && echo x > real/out.o && ln -s real linkdir ;;
+  sleep) sleep "$2"; echo slept > out.o ;;
+  none) ;;
+esac
+exit 0
+`;
+
+/** bash, ln, mkdir and sleep with their libraries, and EVILCC as /usr/bin/evilcc. */
+export function evilToolchain(): Promise<{ id: string; archive: Uint8Array }> {
+  return packagePrograms(["/bin/bash", "/usr/bin/ln", "/usr/bin/mkdir", "/usr/bin/sleep"], [
+    { type: "file", path: "usr/bin/evilcc", data: new TextEncoder().encode(EVILCC), mode: 0o755 },
+  ]);
 }

@@ -15,16 +15,22 @@ export interface SchedulerConfig {
   clientToken: string;
   serverToken: string;
   heartbeatMs: number;
+  /** Bytes of toolchain archives the scheduler keeps in memory. */
+  toolchainBytes: number;
 }
 
 export interface ServerConfig {
+  /** http(s)://host:port of the scheduler. */
   schedulerUrl: string;
   token: string;
   name: string;
   cores: number;
+  /** Jobs run at once. */
   capacity: number;
+  /** Toolchains are kept in `<cacheDir>/toolchains`. */
   cacheDir: string;
   toolchainCacheSize: number;
+  /** Each job gets a fresh directory below this. */
   buildDir: string;
   bwrap: string;
 }
@@ -179,6 +185,7 @@ export function loadSchedulerConfig(file: string): Loaded<SchedulerConfig> {
   const clientToken = r.token("client_auth");
   const serverToken = r.token("server_auth");
   const heartbeatMs = r.int("heartbeat_interval_ms", 100, 600_000) ?? DEFAULT_HEARTBEAT_MS;
+  const toolchainBytes = r.size("toolchain_cache_size") ?? 4 * GiB;
   for (const [section, key] of [["client_auth", clientToken], ["server_auth", serverToken]] as const) {
     if (key === undefined) {
       throw new KilnError("KILN_CONFIG_VALUE", `${file}: [${section}] is missing`, {
@@ -186,8 +193,8 @@ export function loadSchedulerConfig(file: string): Loaded<SchedulerConfig> {
       });
     }
   }
-  r.rejectUnknown("public_addr, heartbeat_interval_ms, [client_auth] and [server_auth]");
-  return { config: { hostname, port, clientToken: clientToken!, serverToken: serverToken!, heartbeatMs }, notes: r.notes };
+  r.rejectUnknown("public_addr, heartbeat_interval_ms, toolchain_cache_size, [client_auth] and [server_auth]");
+  return { config: { hostname, port, clientToken: clientToken!, serverToken: serverToken!, heartbeatMs, toolchainBytes }, notes: r.notes };
 }
 
 export function loadServerConfig(file: string, env: Record<string, string | undefined>): Loaded<ServerConfig> {

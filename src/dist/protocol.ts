@@ -4,7 +4,7 @@
 //   client ──HTTP──> scheduler <──WebSocket── server (the server opened it)
 //
 // HTTP routes on the scheduler (one address serves everything):
-//   GET  /api/v1/status                 client token. 200, JSON `SchedulerStatus`.
+//   GET  /api/v1/status                 client (or server) token. 200, JSON `SchedulerStatus`.
 //   HEAD /api/v1/toolchains/<id>        client token. 200 if the scheduler holds it, else 404.
 //   PUT  /api/v1/toolchains/<id>        client token. Body: the toolchain archive (tar.zst).
 //                                       The scheduler checks the id is the SHA-256 of the body.
@@ -12,9 +12,10 @@
 //   POST /api/v1/jobs                   client token. Body: a `Frame` with a `JobRequest`
 //                                       header and the inputs as payload. 200: a `Frame` with
 //                                       a `JobResult` header and the outputs as payload.
-//                                       Errors: 400 malformed, 401 bad token, 413 too large,
-//                                       503 no capacity, 502 the server failed or vanished,
-//                                       504 timeout; text body says why.
+//                                       Errors: 400 malformed, 401 bad token, 412 the toolchain
+//                                       is not on the scheduler (PUT it, then retry), 413 too
+//                                       large, 503 no capacity, 502 the server failed or
+//                                       vanished, 504 timeout; text body says why.
 //   GET  /api/v1/servers/connect        server token, WebSocket upgrade. Messages are `Frame`s
 //                                       (binary) whose headers are `ServerMessage` or
 //                                       `SchedulerMessage`.
@@ -201,7 +202,11 @@ export function jobRequestProblem(request: JobRequest, payloadBytes: number): st
   }
   if (!(r.argv[0] as string).startsWith("/")) return "argv[0] must be an absolute path inside the toolchain";
   if (r.argv.some((a: string) => a.includes("\0"))) return "argv may not contain NUL bytes";
-  if (typeof r.cwd !== "string") return "cwd must be a string";
+  if (typeof r.cwd !== "string" || !r.cwd.startsWith("/") || r.cwd === "/" || r.cwd.length > 4096) {
+    return "cwd must be an absolute path other than /";
+  }
+  const cwdProblem = relativePathProblem(r.cwd.slice(1));
+  if (cwdProblem) return `cwd ${JSON.stringify(r.cwd)}: ${cwdProblem}`;
   if (typeof r.env !== "object" || r.env === null || Array.isArray(r.env)) return "env must be an object of strings";
   for (const [k, v] of Object.entries(r.env)) {
     if (typeof v !== "string" || k === "" || k.includes("=") || k.includes("\0") || v.includes("\0")) {

@@ -19,6 +19,8 @@ export interface SandboxRun {
   argv: string[];
   env: Record<string, string>;
   timeoutMs: number;
+  /** stdout and stderr together; past it the job is killed. */
+  maxOutputBytes: number;
 }
 
 export interface SandboxResult {
@@ -26,20 +28,24 @@ export interface SandboxResult {
   stdout: Uint8Array;
   stderr: Uint8Array;
   timedOut: boolean;
+  /** stdout + stderr passed `maxOutputBytes`; the job was killed. */
+  overflowed: boolean;
 }
 
 /** Top-level names a job's cwd may not be under: the sandbox's own mounts. */
 const RESERVED = new Set(["dev", "proc"]);
 
-/** Why `cwd` cannot be a job's working directory with this toolchain, or undefined. */
+/**
+ * Why `cwd` (already checked to be absolute and normalised) cannot be a job's working
+ * directory with this toolchain, or undefined: it may not be under the sandbox's own mounts
+ * or under a top-level directory the toolchain provides (its mount point would have to be
+ * created inside the read-only toolchain).
+ */
 export function cwdProblem(cwd: string, toolchainDir: string | undefined): string | undefined {
-  if (!cwd.startsWith("/")) return "cwd must be absolute";
-  const parts = cwd.split("/").slice(1);
-  if (parts.some((p) => p === "" || p === "." || p === "..")) return "cwd must be normalised (no '.', '..' or '//')";
-  if (cwd.includes("\0") || cwd.length > 4096) return "cwd is not a usable path";
-  if (RESERVED.has(parts[0]!)) return `cwd may not be under /${parts[0]}`;
-  if (toolchainDir !== undefined && topLevel(toolchainDir).some((t) => t.name === parts[0])) {
-    return `cwd may not be under /${parts[0]}, which the toolchain provides`;
+  const top = cwd.split("/")[1]!;
+  if (RESERVED.has(top)) return `cwd may not be under /${top}`;
+  if (toolchainDir !== undefined && topLevel(toolchainDir).some((t) => t.name === top)) {
+    return `cwd may not be under /${top}, which the toolchain provides`;
   }
   return undefined;
 }
@@ -56,15 +62,26 @@ function topLevel(toolchainDir: string): TopLevelEntry[] {
   });
 }
 
-export function bwrapArgs(run: Omit<SandboxRun, "timeoutMs">): string[] {
-  const args = [
-    run.bwrap,
-    "--unshare-all",
-    "--die-with-parent",
-    "--new-session",
-    "--cap-drop", "ALL",
-    "--clearenv",
-  ];
+/** Bytes a job may put in its private /tmp (a tmpfs, so memory). */
+const TMP_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * Isolation every job gets, and the start-up probe too: all namespaces (so no network), no
+ * nested user namespaces, no capabilities, a new session (no terminal injection), an empty
+ * environment, death with the server.
+ */
+const ISOLATION = [
+  "--unshare-all",
+  "--unshare-user",
+  "--disable-userns",
+  "--die-with-parent",
+  "--new-session",
+  "--cap-drop", "ALL",
+  "--clearenv",
+];
+
+export function bwrapArgs(run: Omit<SandboxRun, "timeoutMs" | "maxOutputBytes">): string[] {
+  const args = [run.bwrap, ...ISOLATION];
   for (const [key, value] of Object.entries(run.env)) args.push("--setenv", key, value);
   for (const entry of topLevel(run.toolchainDir)) {
     if (entry.symlink !== undefined) args.push("--symlink", entry.symlink, `/${entry.name}`);
@@ -73,7 +90,7 @@ export function bwrapArgs(run: Omit<SandboxRun, "timeoutMs">): string[] {
   args.push(
     "--dev", "/dev",
     "--proc", "/proc",
-    "--tmpfs", "/tmp",
+    "--size", String(TMP_BYTES), "--tmpfs", "/tmp",
     "--bind", run.buildDir, run.cwd,
     "--chdir", run.cwd,
     "--remount-ro", "/",
@@ -86,6 +103,8 @@ export function bwrapArgs(run: Omit<SandboxRun, "timeoutMs">): string[] {
 export async function runSandboxed(run: SandboxRun, signal?: AbortSignal): Promise<SandboxResult> {
   const proc = Bun.spawn(bwrapArgs(run), { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: {} });
   let timedOut = false;
+  let overflowed = false;
+  let budget = run.maxOutputBytes;
   const kill = (): void => {
     proc.kill("SIGKILL");
   };
@@ -94,13 +113,23 @@ export async function runSandboxed(run: SandboxRun, signal?: AbortSignal): Promi
     kill();
   }, run.timeoutMs);
   signal?.addEventListener("abort", kill, { once: true });
+  // A compiler that floods its output is killed, not buffered without end.
+  const drain = async (stream: ReadableStream<Uint8Array>): Promise<Uint8Array> => {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of stream) {
+      budget -= chunk.length;
+      if (budget < 0) {
+        overflowed = true;
+        kill();
+        break;
+      }
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+  };
   try {
-    const [stdout, stderr, exitCode] = await Promise.all([
-      new Response(proc.stdout).bytes(),
-      new Response(proc.stderr).bytes(),
-      proc.exited,
-    ]);
-    return { exitCode, stdout, stderr, timedOut };
+    const [stdout, stderr, exitCode] = await Promise.all([drain(proc.stdout), drain(proc.stderr), proc.exited]);
+    return { exitCode, stdout, stderr, timedOut, overflowed };
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", kill);
@@ -114,10 +143,10 @@ export async function runSandboxed(run: SandboxRun, signal?: AbortSignal): Promi
 export async function probeSandbox(bwrap: string): Promise<string | undefined> {
   if (!Bun.which(bwrap)) return `bubblewrap (${bwrap}) is not installed or not executable`;
   const proc = Bun.spawn(
-    [bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--clearenv",
+    [bwrap, ...ISOLATION,
       "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
-      "--symlink", "usr/lib64", "/lib64", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-      "--remount-ro", "/", "--", "/bin/true"],
+      "--symlink", "usr/lib64", "/lib64", "--dev", "/dev", "--proc", "/proc",
+      "--size", String(TMP_BYTES), "--tmpfs", "/tmp", "--remount-ro", "/", "--", "/bin/true"],
     { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: {} },
   );
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);

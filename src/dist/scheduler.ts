@@ -34,7 +34,48 @@ export interface SchedulerOptions {
   heartbeatMs: number;
   log: DistLog;
   state?: SchedulerState;
+  /** Bytes of toolchain archives kept in memory; least recently used ones go first. */
+  toolchainBytes?: number;
 }
+
+/** Toolchain archives in memory, least recently used evicted past a size limit. */
+class ToolchainStore {
+  // Map order is use order: a hit moves the entry to the end.
+  private readonly archives = new Map<string, Uint8Array>();
+  private bytes = 0;
+
+  constructor(private readonly limit: number) {}
+
+  has(id: string): boolean {
+    return this.archives.has(id);
+  }
+
+  get(id: string): Uint8Array | undefined {
+    const archive = this.archives.get(id);
+    if (archive) {
+      this.archives.delete(id);
+      this.archives.set(id, archive);
+    }
+    return archive;
+  }
+
+  /** Stores it; returns the ids evicted to make room. */
+  put(id: string, archive: Uint8Array): string[] {
+    if (this.archives.has(id)) return [];
+    this.archives.set(id, archive);
+    this.bytes += archive.length;
+    const evicted: string[] = [];
+    for (const [old, data] of this.archives) {
+      if (this.bytes <= this.limit || old === id) break;
+      this.archives.delete(old);
+      this.bytes -= data.length;
+      evicted.push(old);
+    }
+    return evicted;
+  }
+}
+
+export const DEFAULT_SCHEDULER_TOOLCHAIN_BYTES = 4 * 1024 ** 3;
 
 interface Connection {
   serverId: string | undefined;
@@ -46,24 +87,27 @@ type Socket = ServerWebSocket<Connection>;
 interface PendingJob {
   serverId: string;
   toolchain: string;
+  outputs: readonly string[];
   settle(response: Response): void;
 }
 
 /** Extra time over a job's own timeout for fetching its toolchain and moving its bytes. */
 const JOB_MARGIN_MS = 30_000;
 const TOOLCHAIN_ID = /^[0-9a-f]{64}$/;
+const HELLO_TIMEOUT_MS = 10_000;
 
 export class Scheduler {
   private readonly state: SchedulerState;
   private readonly sockets = new Map<string, Socket>();
   private readonly names = new Map<string, string>();
   private readonly jobs = new Map<string, PendingJob>();
-  private readonly toolchains = new Map<string, Uint8Array>();
+  private readonly toolchains: ToolchainStore;
   private readonly sweep: ReturnType<typeof setInterval>;
   private nextJob = 1;
 
   constructor(private readonly options: SchedulerOptions) {
     this.state = options.state ?? new MemoryState();
+    this.toolchains = new ToolchainStore(options.toolchainBytes ?? DEFAULT_SCHEDULER_TOOLCHAIN_BYTES);
     this.sweep = setInterval(() => this.dropSilent(), options.heartbeatMs);
     this.sweep.unref?.();
   }
@@ -141,7 +185,9 @@ export class Scheduler {
         if (body.length > LIMITS.toolchainBytes) return text(413, `a toolchain may be at most ${LIMITS.toolchainBytes} bytes`);
         if (toolchainId(body) !== id) return text(400, `the body's SHA-256 is not ${id}`);
         const fresh = !this.toolchains.has(id);
-        this.toolchains.set(id, body);
+        for (const old of this.toolchains.put(id, body)) {
+          this.options.log.info(`toolchain ${old.slice(0, 12)} evicted from memory (toolchain_cache_size)`);
+        }
         if (fresh) this.options.log.info(`toolchain ${id.slice(0, 12)} uploaded (${body.length} bytes)`);
         return new Response(null, { status: fresh ? 201 : 200 });
       }
@@ -195,7 +241,7 @@ export class Scheduler {
         resolve(response);
       };
       req.signal.addEventListener("abort", onAbort, { once: true });
-      this.jobs.set(jobId, { serverId, toolchain: request.toolchain, settle });
+      this.jobs.set(jobId, { serverId, toolchain: request.toolchain, outputs: request.outputs, settle });
       const message: SchedulerMessage = { type: "job", jobId, request };
       if (!socket || socket.send(encodeFrame(message, [payload])) === 0) {
         settle(text(502, `build server ${name} could not be sent the job`));
@@ -209,6 +255,12 @@ export class Scheduler {
   readonly websocket: WebSocketHandler<Connection> = {
     maxPayloadLength: Math.max(LIMITS.jobInputBytes, LIMITS.jobOutputBytes) + LIMITS.headerBytes + 4,
     idleTimeout: 0,
+    open: (ws) => {
+      // A connection that never says hello holds a socket for nothing.
+      setTimeout(() => {
+        if (ws.data.serverId === undefined && ws.readyState === 1) ws.close(4408, "no hello within 10 s");
+      }, HELLO_TIMEOUT_MS).unref?.();
+    },
     message: (ws, message) => {
       try {
         this.onMessage(ws, message);
@@ -259,7 +311,7 @@ export class Scheduler {
       case "result": {
         const job = this.ownJob(id, message.jobId);
         if (!job) return;
-        const problem = resultProblem(message.result, payload.length);
+        const problem = resultProblem(message.result, payload.length, job.outputs);
         if (problem) {
           job.settle(text(502, `build server ${ws.data.name} sent a bad result: ${problem}`));
           return;
@@ -347,10 +399,14 @@ function helloProblem(hello: ServerMessage & { type: "hello" }): string | undefi
   return undefined;
 }
 
-function resultProblem(result: JobResult, payloadBytes: number): string | undefined {
+function resultProblem(result: JobResult, payloadBytes: number, wanted: readonly string[]): string | undefined {
   if (typeof result !== "object" || result === null) return "no result";
   if (!Number.isInteger(result.exitCode)) return "bad exit code";
   if (!Array.isArray(result.outputs)) return "bad outputs";
+  // A success carries exactly the outputs asked for, in order; a failure none.
+  const paths = result.outputs.map((o) => o?.path);
+  const expected = result.exitCode === 0 ? wanted : [];
+  if (paths.length !== expected.length || paths.some((p, i) => p !== expected[i])) return "outputs other than the ones asked for";
   const sizes = [result.stdoutSize, result.stderrSize, ...result.outputs.map((o) => o?.size)];
   if (!sizes.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) return "bad sizes";
   const total = sizes.reduce<number>((a, b) => a + (b as number), 0);

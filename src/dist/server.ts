@@ -8,9 +8,10 @@
 // O_EXCL|O_NOFOLLOW into a directory only this job uses, and outputs are read back only if
 // they are regular files reached through real directories inside that directory.
 
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { KilnError } from "../util/errors.ts";
+import type { ServerConfig } from "./config.ts";
 import type { DistLog } from "./log.ts";
 import {
   DIST_PROTOCOL_VERSION,
@@ -29,20 +30,7 @@ import {
 import { cwdProblem, probeSandbox, runSandboxed } from "./sandbox.ts";
 import { ToolchainCache } from "./toolchain-cache.ts";
 
-export interface BuildServerOptions {
-  /** http(s)://host:port of the scheduler. */
-  schedulerUrl: string;
-  token: string;
-  name: string;
-  cores: number;
-  /** Jobs run at once. */
-  capacity: number;
-  /** Toolchains are kept in `<cacheDir>/toolchains`. */
-  cacheDir: string;
-  toolchainCacheSize: number;
-  /** Each job gets a fresh directory below this. */
-  buildDir: string;
-  bwrap: string;
+export interface BuildServerOptions extends ServerConfig {
   log: DistLog;
   /** Longest wait between reconnection attempts. */
   maxBackoffMs?: number;
@@ -70,13 +58,16 @@ export class BuildServer {
         hint: "install bubblewrap (apt-get install bubblewrap), set [builder] bwrap_path, and allow unprivileged user namespaces or run as root (in a container: --privileged or a seccomp profile that allows unshare)",
       });
     }
-    mkdirSync(options.buildDir, { recursive: true });
-    const server = new BuildServer(options);
+    const server = new BuildServer(options, claimBuildDir(options.buildDir, options.log));
     server.connect();
     return server;
   }
 
-  private constructor(private readonly options: BuildServerOptions) {
+  private constructor(
+    private readonly options: BuildServerOptions,
+    /** This process's own directory under build_dir; jobs get fresh ones below it. */
+    private readonly jobsDir: string,
+  ) {
     this.toolchains = new ToolchainCache(join(options.cacheDir, "toolchains"), options.toolchainCacheSize, (id) =>
       options.log.info(`toolchain ${id.slice(0, 12)} evicted (cache limit ${options.toolchainCacheSize} bytes)`),
     );
@@ -88,6 +79,7 @@ export class BuildServer {
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     clearTimeout(this.reconnect);
     clearInterval(this.heartbeat);
@@ -226,16 +218,24 @@ export class BuildServer {
   }
 
   private async execute(request: JobRequest, payload: Uint8Array, signal: AbortSignal): Promise<{ result: JobResult; files: Uint8Array[] }> {
-    const problem = jobRequestProblem(request, payload.length) ?? cwdProblem(request.cwd, undefined);
+    const t0 = performance.now();
+    const problem = jobRequestProblem(request, payload.length);
     if (problem) throw new JobFailure(`bad job request: ${problem}`);
     const toolchain = await this.toolchains.acquire(request.toolchain, (id) => this.fetchToolchain(id)).catch((e: unknown) => {
       throw new JobFailure(`toolchain ${request.toolchain.slice(0, 12)}: ${e instanceof Error ? e.message : String(e)}`);
     });
-    const buildDir = mkdtempSync(join(this.options.buildDir, "job-"));
+    const t1 = performance.now();
+    const buildDir = mkdtempSync(join(this.jobsDir, "job-"));
+    let t2 = t1;
+    let t3 = t1;
     try {
       const cwdError = cwdProblem(request.cwd, toolchain.dir);
       if (cwdError) throw new JobFailure(`bad job request: ${cwdError}`);
       writeInputs(buildDir, request.inputs, payload);
+      // Compilers write into existing directories only (`-o obj/x.o`); nothing in this fresh
+      // directory is a symlink yet, so these stay inside it.
+      for (const output of request.outputs) mkdirSync(dirname(join(buildDir, output)), { recursive: true });
+      t2 = performance.now();
       const run = await runSandboxed(
         {
           bwrap: this.options.bwrap,
@@ -245,11 +245,14 @@ export class BuildServer {
           argv: request.argv,
           env: { PATH: "/usr/bin:/bin", ...request.env },
           timeoutMs: request.timeoutMs,
+          maxOutputBytes: LIMITS.jobOutputBytes,
         },
         signal,
       );
+      t3 = performance.now();
       if (signal.aborted) throw new JobFailure("cancelled");
       if (run.timedOut) throw new JobFailure(`timed out after ${request.timeoutMs} ms`);
+      if (run.overflowed) throw new JobFailure(`stdout and stderr exceed ${LIMITS.jobOutputBytes} bytes`);
       const outputs: FileRef[] = [];
       const files: Uint8Array[] = [run.stdout, run.stderr];
       let total = run.stdout.length + run.stderr.length;
@@ -274,6 +277,10 @@ export class BuildServer {
     } finally {
       toolchain.release();
       rmSync(buildDir, { recursive: true, force: true });
+      const ms = (a: number, b: number): string => (b - a).toFixed(1);
+      this.options.log.debug(
+        `job ${request.argv[0]}: toolchain ${ms(t0, t1)} ms, inputs ${ms(t1, t2)} ms, sandbox ${ms(t2, t3)} ms, outputs and cleanup ${ms(t3, performance.now())} ms`,
+      );
     }
   }
 
@@ -289,6 +296,33 @@ export class BuildServer {
     const archive = await res.bytes();
     this.options.log.info(`toolchain ${id.slice(0, 12)} fetched (${archive.length} bytes)`);
     return archive;
+  }
+}
+
+/**
+ * Makes `<buildDir>/server-<pid>` for this process's jobs, and removes those of server
+ * processes that are gone (killed mid-job, their job directories were never cleaned up).
+ */
+function claimBuildDir(buildDir: string, log: DistLog): string {
+  mkdirSync(buildDir, { recursive: true });
+  for (const name of readdirSync(buildDir)) {
+    const pid = /^server-(\d+)$/.exec(name)?.[1];
+    if (pid === undefined || Number(pid) === process.pid || processExists(Number(pid))) continue;
+    rmSync(join(buildDir, name), { recursive: true, force: true });
+    log.info(`removed ${join(buildDir, name)}, left by a server process that is gone`);
+  }
+  const own = join(buildDir, `server-${process.pid}`);
+  rmSync(own, { recursive: true, force: true });
+  mkdirSync(own);
+  return own;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -8,9 +8,11 @@
 // paths that stay inside the target directory, symlinks that resolve inside it, and nothing
 // written through a symlink. Every rejection names the entry and the reason.
 
-import { closeSync, constants, lstatSync, mkdirSync, openSync, symlinkSync, writeSync } from "node:fs";
+import { constants } from "node:fs";
+import { lstat, mkdir, open, symlink } from "node:fs/promises";
 import { join } from "node:path";
-import { zstdDecompressSync } from "node:zlib";
+import { promisify } from "node:util";
+import { zstdDecompress } from "node:zlib";
 import { relativePathProblem } from "./protocol.ts";
 
 export type TarEntry =
@@ -45,6 +47,11 @@ const BLOCK = 512;
 /** A zstd-compressed ustar archive of `entries`, in the order given. */
 export function packTarZst(entries: readonly TarEntry[], level = 6): Uint8Array {
   return Bun.zstdCompressSync(writeTar(entries), { level });
+}
+
+/** The same bytes as `packTarZst`, compressed off the main thread (for the daemon). */
+export function packTarZstAsync(entries: readonly TarEntry[], level = 6): Promise<Uint8Array> {
+  return Bun.zstdCompress(writeTar(entries), { level });
 }
 
 export function writeTar(entries: readonly TarEntry[]): Uint8Array {
@@ -117,10 +124,15 @@ function byteLength(text: string): number {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** Decompresses with a bound on the output, so a small bomb cannot exhaust memory. */
-export function decompressArchive(archive: Uint8Array, limits: TarLimits = DEFAULT_TAR_LIMITS): Uint8Array {
+const decompress = promisify(zstdDecompress);
+
+/**
+ * Decompresses with a bound on the output, so a small bomb cannot exhaust memory. Off the
+ * main thread: a build server keeps heartbeating while it unpacks a toolchain.
+ */
+export async function decompressArchive(archive: Uint8Array, limits: TarLimits = DEFAULT_TAR_LIMITS): Promise<Uint8Array> {
   try {
-    return zstdDecompressSync(archive, { maxOutputLength: limits.unpackedBytes });
+    return await decompress(archive, { maxOutputLength: limits.unpackedBytes });
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     if (/larger than/i.test(why)) throw new BadArchive(`archive unpacks to more than ${limits.unpackedBytes} bytes`);
@@ -246,34 +258,34 @@ function resolvesOutside(link: TarEntry & { type: "symlink" }, byPath: Map<strin
  * O_NOFOLLOW and no entry lies below a symlink, so nothing is written outside `dir`.
  * Returns the total size of the files.
  */
-export function unpackTarZst(archive: Uint8Array, dir: string, limits: TarLimits = DEFAULT_TAR_LIMITS): number {
-  const entries = readTar(decompressArchive(archive, limits), limits);
+export async function unpackTarZst(archive: Uint8Array, dir: string, limits: TarLimits = DEFAULT_TAR_LIMITS): Promise<number> {
+  const entries = readTar(await decompressArchive(archive, limits), limits);
   let bytes = 0;
   const made = new Set<string>([""]);
-  const ensureDir = (rel: string): void => {
+  const ensureDir = async (rel: string): Promise<void> => {
     if (made.has(rel)) return;
     const slash = rel.lastIndexOf("/");
-    ensureDir(slash < 0 ? "" : rel.slice(0, slash));
+    await ensureDir(slash < 0 ? "" : rel.slice(0, slash));
     const abs = join(dir, rel);
     try {
-      mkdirSync(abs, 0o755);
+      await mkdir(abs, 0o755);
     } catch (e) {
-      if (!lstatSync(abs).isDirectory()) throw e;
+      if (!(await lstat(abs)).isDirectory()) throw e;
     }
     made.add(rel);
   };
   for (const e of entries) {
     const slash = e.path.lastIndexOf("/");
-    ensureDir(slash < 0 ? "" : e.path.slice(0, slash));
+    await ensureDir(slash < 0 ? "" : e.path.slice(0, slash));
     const abs = join(dir, e.path);
-    if (e.type === "dir") ensureDir(e.path);
-    else if (e.type === "symlink") symlinkSync(e.target, abs);
+    if (e.type === "dir") await ensureDir(e.path);
+    else if (e.type === "symlink") await symlink(e.target, abs);
     else {
-      const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, e.mode);
+      const file = await open(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, e.mode);
       try {
-        for (let off = 0; off < e.data.length; ) off += writeSync(fd, e.data, off);
+        await file.writeFile(e.data);
       } finally {
-        closeSync(fd);
+        await file.close();
       }
       bytes += e.data.length;
     }

@@ -71,6 +71,8 @@ export class ToolchainCache {
     const entry = this.cached.get(id)!;
     entry.users++;
     entry.lastUsedMs = Date.now();
+    // Only now, with this one in use: evicting before would throw the fresh one away.
+    this.evict();
     try {
       utimesSync(`${join(this.dir, id)}.size`, new Date(), new Date());
     } catch {
@@ -94,7 +96,7 @@ export class ToolchainCache {
     const tmp = join(this.dir, `tmp-${id}-${process.pid}-${Date.now()}`);
     mkdirSync(tmp);
     try {
-      const bytes = unpackTarZst(archive, tmp);
+      const bytes = await unpackTarZst(archive, tmp);
       writeFileSync(`${join(this.dir, id)}.size`, String(bytes));
       renameSync(tmp, join(this.dir, id));
       this.cached.set(id, { bytes, lastUsedMs: Date.now(), users: 0 });
@@ -103,7 +105,6 @@ export class ToolchainCache {
       rmSync(tmp, { recursive: true, force: true });
       throw e;
     }
-    this.evict();
   }
 
   private evict(): void {

@@ -7,10 +7,10 @@
 // The archive is deterministic (sorted entries, fixed owners, times and modes), so one
 // compiler always gives the same bytes and the same id, the SHA-256 of the archive.
 
-import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readlinkSync, statSync } from "node:fs";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { KilnError } from "../util/errors.ts";
-import { packTarZst, type TarEntry } from "./tar.ts";
+import { packTarZstAsync, type TarEntry } from "./tar.ts";
 
 export interface PackagedToolchain {
   /** SHA-256 of `archive`, hex. */
@@ -35,13 +35,26 @@ export async function packageToolchain(compilerPath: string): Promise<PackagedTo
       if (found) programs.push(found);
     }
   }
+  return { ...(await packagePrograms(programs)), compiler };
+}
+
+/**
+ * A toolchain of `programs` (absolute paths) with their shared libraries, plus `extra`
+ * entries (e.g. a wrapper script); for compilers `packageToolchain` does not know.
+ */
+export async function packagePrograms(programs: readonly string[], extra: readonly TarEntry[] = []): Promise<Omit<PackagedToolchain, "compiler">> {
   const tree = new Tree();
   for (const program of programs) {
-    tree.add(program);
-    for (const lib of await sharedLibraries(program)) tree.add(lib);
+    await tree.add(program);
+    for (const lib of await sharedLibraries(program)) await tree.add(lib);
   }
-  const archive = packTarZst(tree.entries());
-  return { id: toolchainId(archive), archive, compiler, files: tree.files() };
+  const entries = tree.entries();
+  for (const e of extra) {
+    if (!entries.some((x) => x.path === e.path)) entries.push(e);
+  }
+  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const archive = await packTarZstAsync(entries);
+  return { id: toolchainId(archive), archive, files: entries.filter((e) => e.type === "file").map((e) => `/${e.path}`) };
 }
 
 export function toolchainId(archive: Uint8Array): string {
@@ -110,7 +123,7 @@ class Tree {
   private readonly byPath = new Map<string, TarEntry>();
 
   /** Adds `abs` and everything on the way to it, following (and recording) symlinks. */
-  add(abs: string, depth = 0): void {
+  async add(abs: string, depth = 0): Promise<void> {
     if (depth > 40) throw new Error(`too many levels of symlinks resolving ${abs}`);
     const parts = abs.split("/").filter((p) => p !== "" && p !== ".");
     let dir = "/";
@@ -126,13 +139,14 @@ class Tree {
         const target = resolve(dir, readlinkSync(here));
         this.byPath.set(rel, { type: "symlink", path: rel, target: relative(dir, target) || "." });
         const rest = parts.slice(i + 1).join("/");
-        this.add(rest ? `${target}/${rest}` : target, depth + 1);
+        await this.add(rest ? `${target}/${rest}` : target, depth + 1);
         return;
       }
       if (stat.isDirectory()) {
         if (!this.byPath.has(rel)) this.byPath.set(rel, { type: "dir", path: rel });
       } else if (stat.isFile() && i === parts.length - 1) {
-        if (!this.byPath.has(rel)) this.byPath.set(rel, { type: "file", path: rel, data: readFileSync(here), mode: stat.mode & 0o111 ? 0o755 : 0o644 });
+        // Read asynchronously: the daemon packages toolchains while it serves hits.
+        if (!this.byPath.has(rel)) this.byPath.set(rel, { type: "file", path: rel, data: await Bun.file(here).bytes(), mode: stat.mode & 0o111 ? 0o755 : 0o644 });
       } else {
         throw new Error(`${here} is neither a file, a directory nor a symlink`);
       }
@@ -141,10 +155,6 @@ class Tree {
   }
 
   entries(): TarEntry[] {
-    return [...this.byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  }
-
-  files(): string[] {
-    return this.entries().filter((e) => e.type === "file").map((e) => `/${e.path}`);
+    return [...this.byPath.values()];
   }
 }
