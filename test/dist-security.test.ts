@@ -93,7 +93,7 @@ describe("the sandbox", () => {
     expect(!answer.ok && answer.text).toContain('output "out.o": is a symlink');
   });
 
-  test("an output reached through a symlinked directory is refused", async () => {
+  test("an output directory the compiler replaced with a symlink is refused", async () => {
     const answer = await evilJob(["dirlink"], ["linkdir/out.o"]);
     expect(!answer.ok && answer.text).toContain('output "linkdir/out.o": goes through a symlink');
   });

@@ -216,16 +216,16 @@ case "$1" in
     for f in /pwned /usr/pwned ../pwned; do (echo pwned > "$f") 2>/dev/null && echo "wrote $f"; done
     echo ok > out.o ;;
   symlink) ln -s "$2" out.o ;;
-  dirlink) mkdir real && echo x > real/out.o && ln -s real linkdir ;;
+  dirlink) rmdir linkdir; mkdir real && echo x > real/out.o && ln -s real linkdir ;;
   sleep) sleep "$2"; echo slept > out.o ;;
   none) ;;
 esac
 exit 0
 `;
 
-/** bash, ln, mkdir and sleep with their libraries, and EVILCC as /usr/bin/evilcc. */
+/** bash, ln, mkdir, rmdir and sleep with their libraries, and EVILCC as /usr/bin/evilcc. */
 export function evilToolchain(): Promise<{ id: string; archive: Uint8Array }> {
-  return packagePrograms(["/bin/bash", "/usr/bin/ln", "/usr/bin/mkdir", "/usr/bin/sleep"], [
+  return packagePrograms(["/bin/bash", "/usr/bin/ln", "/usr/bin/mkdir", "/usr/bin/rmdir", "/usr/bin/sleep"], [
     { type: "file", path: "usr/bin/evilcc", data: new TextEncoder().encode(EVILCC), mode: 0o755 },
   ]);
 }
