@@ -186,6 +186,22 @@ describe("dist", () => {
     expect(s.dist_compiles).toEqual({ gamma: 3 });
   }, 300_000);
 
+  test("clang: compiles without debug info go remote, byte-identical; with debug info they stay local, counted", async () => {
+    const fleet = await fleetOf([["epsilon", 2]]);
+    const k = fleet.kiln();
+    const dir = scratch("kdl-");
+    writeFiles(dir, SMALL);
+    for (const [flags, out] of [[["-O2"], "opt"], [["-O0", "-g"], "dbg"]] as const) {
+      ok(["clang", ...flags, "-Iinc", "-c", "src/shape.c", "-o", `${out}-plain.o`], { cwd: dir });
+      ok([KILN, "clang", ...flags, "-Iinc", "-c", "src/shape.c", "-o", `${out}.o`], { cwd: dir, env: k.env });
+      expect(sha256File(join(dir, `${out}.o`))).toBe(sha256File(join(dir, `${out}-plain.o`)));
+    }
+    const s = k.stats();
+    expect(s.dist_compiles).toEqual({ epsilon: 1 });
+    expect(s.dist_skipped).toEqual({ "clang with debug info (not byte-identical remotely yet)": 1 });
+    expect(s.dist_fallbacks).toEqual({});
+  }, 300_000);
+
   test("a remote failure the local compiler contradicts is counted and the build goes on; a real error is the local compiler's", async () => {
     const fleet = await fleetOf([["delta", 2]]);
     const k = fleet.kiln();

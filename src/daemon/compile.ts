@@ -207,7 +207,7 @@ export class CompileService {
     }
     const result = this.deps.dist && preprocessed
       ? await this.deps.dist.compile(
-          { compiler, identity: job.identity.digest, cwd: call.cwd, env: call.env, umask: call.umask, parsed, text, extraArgs: job.colorArgs },
+          { compiler, identity: job.identity.digest, flavor: job.identity.flavor, cwd: call.cwd, env: call.env, umask: call.umask, parsed, text, extraArgs: job.colorArgs },
           () => this.runCompiler(job),
         )
       : await this.runCompiler(job);

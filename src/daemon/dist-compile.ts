@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { posix } from "node:path";
 import { runCaptured, type Captured } from "../compilers/process.ts";
+import type { Flavor } from "../compilers/identity.ts";
 import type { CFamilyCompile, Language } from "../compilers/types.ts";
 import { DistFailure, type SchedulerClient } from "../dist/client.ts";
 import { DIST_PROTOCOL_VERSION, LIMITS, type JobRequest } from "../dist/protocol.ts";
@@ -42,6 +43,7 @@ export interface DistCall {
   compiler: string;
   /** The compiler identity's digest: one toolchain package per identity. */
   identity: string;
+  flavor: Flavor;
   cwd: string;
   env: Record<string, string | undefined>;
   umask: number;
@@ -111,7 +113,11 @@ export class DistCompiler {
       stats.distFallback(this.downReason);
       return local();
     }
-    const plan = call.parsed.debugInfo ? await planDirectivesJob(call) : planJob(call, call.text, false);
+    const plan = !call.parsed.debugInfo
+      ? planJob(call, call.text, false)
+      : call.flavor === "clang"
+        ? "clang with debug info (not byte-identical remotely yet)"
+        : await planDirectivesJob(call);
     if (typeof plan === "string") {
       stats.distSkipped(plan);
       log.debug(`dist: ${call.parsed.source} compiled locally: ${plan}`);
