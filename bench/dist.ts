@@ -75,10 +75,40 @@ async function until(check: () => Promise<boolean> | boolean, what: string, ms =
   throw new Error(`timed out: ${what}`);
 }
 
+/**
+ * Runs a build under coreutils `timeout`: its rusage then covers make and everything make
+ * waited for (the compilers, or the kiln/distcc/icecc clients and their preprocessors).
+ */
+async function build(argv: string[], env: Record<string, string | undefined>): Promise<{ code: number; wallSec: number; cpuSec: number; err: string }> {
+  const started = performance.now();
+  const proc = Bun.spawn(["timeout", "-k", "10", "600", ...argv], { env, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  const err = await new Response(proc.stderr).text();
+  const code = await proc.exited;
+  const usage = proc.resourceUsage();
+  const cpuSec = usage ? Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 : NaN;
+  return { code, wallSec: (performance.now() - started) / 1000, cpuSec, err };
+}
+
+const clkTck = Number(sh(["getconf", "CLK_TCK"]).out.trim()) || 100;
+
+/** utime+stime+cutime+cstime of a process (a daemon and the preprocessors it reaped). */
+function procCpuSec(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+    return (f[11]! + f[12]! + f[13]! + f[14]!) / clkTck;
+  } catch {
+    return 0;
+  }
+}
+
 interface Tool {
   name: ToolName;
   cc: string;
   env: Record<string, string | undefined>;
+  /** A daemon on the client side whose CPU counts as the client's (Kiln's). */
+  daemonPid?: () => number | undefined;
   /** How many of the last build's jobs ran remotely, if the tool can say. */
   remoteJobs?: () => number | undefined;
   note?: string;
@@ -128,10 +158,18 @@ async function kilnTool(root: string, o: Options): Promise<Tool> {
   mkdirSync(env.KILN_RUNTIME_DIR, { recursive: true, mode: 0o700 });
   sh([KILN, "--start-server"], env);
   const stats = () => JSON.parse(sh([KILN, "-s", "--stats-format", "json"], env).out).stats as { dist_compiles: Record<string, number> };
+  const daemonPid = () => {
+    try {
+      return (JSON.parse(readFileSync(join(env.KILN_RUNTIME_DIR, "daemon.lock"), "utf8")) as { pid: number }).pid;
+    } catch {
+      return undefined;
+    }
+  };
   return {
     name: "kiln",
     cc: `${KILN} gcc -std=gnu99`,
     env,
+    daemonPid,
     remoteJobs: () => {
       const n = Object.values(stats().dist_compiles).reduce((a, b) => a + b, 0);
       sh([KILN, "-z"], env);
@@ -217,6 +255,7 @@ async function main(): Promise<number> {
       }
     }
     const walls = new Map<ToolName, number[]>();
+    const cpus = new Map<ToolName, number[]>();
     const remote = new Map<ToolName, number[]>();
     const failures: string[] = [];
     let jobs = 0;
@@ -232,18 +271,20 @@ async function main(): Promise<number> {
       for (const tool of tools) {
         const dir = join(root, tool.name, "lua");
         sh(["make", "-C", join(dir, "src"), "clean"]);
-        const started = performance.now();
-        const r = sh(makeArgs(dir, tool, o.jobs), tool.env);
-        const wall = (performance.now() - started) / 1000;
+        const daemonBefore = procCpuSec(tool.daemonPid?.());
+        const r = await build(makeArgs(dir, tool, o.jobs), tool.env);
+        const wall = r.wallSec;
         if (r.code !== 0) {
           failures.push(`${tool.name} rep ${rep + 1} failed: ${r.err.slice(-500)}`);
           continue;
         }
+        const cpu = r.cpuSec + procCpuSec(tool.daemonPid?.()) - daemonBefore;
+        (cpus.get(tool.name) ?? cpus.set(tool.name, []).get(tool.name)!).push(cpu);
         jobs = readdirSync(join(dir, "src")).filter((f) => f.endsWith(".o")).length;
         const n = tool.remoteJobs?.();
         if (n !== undefined) (remote.get(tool.name) ?? remote.set(tool.name, []).get(tool.name)!).push(n);
         (walls.get(tool.name) ?? walls.set(tool.name, []).get(tool.name)!).push(wall);
-        log(`${tool.name} rep ${rep + 1}: ${wall.toFixed(2)} s${n !== undefined ? `, ${n}/${jobs} jobs remote` : ""}`);
+        log(`${tool.name} rep ${rep + 1}: ${wall.toFixed(2)} s, client CPU ${cpu.toFixed(2)} s${n !== undefined ? `, ${n}/${jobs} jobs remote` : ""}`);
       }
     }
     const plain = walls.get("plain");
@@ -254,16 +295,18 @@ async function main(): Promise<number> {
         const m = median(w);
         const overhead = plain && t.name !== "plain" ? `${(((m - median(plain)) / jobs) * 1000).toFixed(1)}` : "-";
         const r = remote.get(t.name);
-        return `| ${t.name} | ${m.toFixed(2)} (${Math.min(...w).toFixed(2)}–${Math.max(...w).toFixed(2)}) | ${overhead} | ${r ? `${Math.min(...r)}/${jobs}` : "n/a"} | ${t.note ?? ""} |`;
+        const cpu = median(cpus.get(t.name)!);
+        return `| ${t.name} | ${m.toFixed(2)} (${Math.min(...w).toFixed(2)}–${Math.max(...w).toFixed(2)}) | ${overhead} | ${cpu.toFixed(2)} | ${r ? `${Math.min(...r)}/${jobs}` : "n/a"} | ${t.note ?? ""} |`;
       });
     const report = [
       `## Remote compile overhead on loopback: lua5.4, make -j${o.jobs}, ${jobs} jobs, ${o.reps} reps`,
       "",
-      "| tool | build wall s, median (min–max) | overhead ms/job vs plain | jobs remote (min) | setup |",
-      "|---|---|---|---|---|",
+      "| tool | build wall s, median (min–max) | overhead ms/job vs plain | client CPU s | jobs remote (min) | setup |",
+      "|---|---|---|---|---|---|",
       ...rows,
       "",
       "Anchors from the issue: distcc 12-15 ms/job, icecream 16-41 ms/job; Kiln's goal ≤ 10 ms/job.",
+      "Client CPU: make and everything it waited for, plus the Kiln daemon's own CPU and the preprocessors it ran (median).",
       ...(skipped.length ? ["", ...skipped.map((s) => `- skipped ${s}`)] : []),
       ...(failures.length ? ["", ...failures.map((s) => `- ${s}`)] : []),
     ].join("\n");
