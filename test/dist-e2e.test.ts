@@ -120,11 +120,12 @@ function compileSmall(dir: string, cc: string[], cxx: string[], env: Record<stri
   mkdirSync(join(dir, "out"), { recursive: true });
   ok([...cc, "-g", "-O1", "-Iinc", "-MD", "-MF", "out/shape.d", "-c", "src/shape.c", "-o", "out/shape.o"], { cwd: dir, env });
   ok([...cxx, "-O2", "-Iinc", "-MMD", "-MP", "-c", "src/main.cc", "-o", "out/main.o"], { cwd: dir, env });
+  ok([...cxx, "-O1", "-g", "-Iinc", "-c", "src/main.cc", "-o", "out/main-g.o"], { cwd: dir, env });
   // Out of tree, as CMake does it: absolute source, cwd a build directory.
   ok([...cc, "-g", "-I../inc", "-MD", "-MT", "shape2.o", "-MF", "shape2.d", "-c", join(dir, "src/shape.c"), "-o", "shape2.o"], { cwd: join(dir, "out"), env });
 }
 
-const SMALL_OUTPUTS = ["out/shape.o", "out/shape.d", "out/main.o", "out/main.d", "out/shape2.o", "out/shape2.d"];
+const SMALL_OUTPUTS = ["out/shape.o", "out/shape.d", "out/main.o", "out/main.d", "out/main-g.o", "out/shape2.o", "out/shape2.d"];
 
 describe("dist", () => {
   test("lua5.4 over a scheduler and 2 servers: objects byte-identical, compiles on both servers, --dist-status shows them", async () => {
@@ -183,7 +184,7 @@ describe("dist", () => {
     const s = k.stats();
     expect(s.dist_fallbacks).toEqual({});
     expect(s.dist_skipped).toEqual({});
-    expect(s.dist_compiles).toEqual({ gamma: 3 });
+    expect(s.dist_compiles).toEqual({ gamma: 4 });
   }, 300_000);
 
   test("clang: compiles without debug info go remote, byte-identical; with debug info they stay local, counted", async () => {
@@ -259,7 +260,7 @@ describe("dist", () => {
 
     compileSmall(dir, [KILN, "gcc"], [KILN, "g++"], k.env);
     let s = k.stats();
-    expect(s.dist_fallbacks).toEqual({ "scheduler unreachable": 3 });
+    expect(s.dist_fallbacks).toEqual({ "scheduler unreachable": 4 });
     expect(total(s.dist_compiles)).toBe(0);
     const status = k.kiln(["--dist-status"]);
     expect(status.exitCode).not.toBe(0);
@@ -277,7 +278,7 @@ describe("dist", () => {
     compileSmall(dir, [KILN, "gcc"], [KILN, "g++"], { ...k.env, KILN_RECACHE: "1" });
     s = k.stats();
     expect(s.dist_fallbacks).toEqual({});
-    expect(total(s.dist_compiles)).toBe(3);
+    expect(total(s.dist_compiles)).toBe(4);
     expect(k.kiln(["--dist-status"]).stdout).toContain("connected, 2 servers");
   }, 300_000);
 
@@ -293,7 +294,7 @@ describe("dist", () => {
     compileSmall(dir, [KILN, "gcc"], [KILN, "g++"], bad.env);
     for (const p of ["out/main.o", "out/shape.d"]) expect(sha256File(join(dir, p))).toBe(sha256File(join(plain, p)));
     const s = bad.stats();
-    expect(s.dist_fallbacks).toEqual({ "scheduler rejected the client token (401)": 3 });
+    expect(s.dist_fallbacks).toEqual({ "scheduler rejected the client token (401)": 4 });
     expect(readFileSync(bad.logFile, "utf8")).toContain("scheduler rejected the client token (401)");
     expect(bad.kiln(["-s"]).stdout).toContain("scheduler rejected the client token (401)");
     const status = bad.kiln(["--dist-status"]);
@@ -316,6 +317,6 @@ describe("dist", () => {
     writeFiles(again, SMALL);
     compileSmall(again, [KILN, "gcc"], [KILN, "g++"], k.env);
     expect(sha256File(join(again, "out/main.o"))).toBe(sha256File(join(plain, "out/main.o")));
-    expect(k.stats().dist_compiles).toEqual({ good: 3 });
+    expect(k.stats().dist_compiles).toEqual({ good: 4 });
   }, 300_000);
 });
