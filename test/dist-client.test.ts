@@ -1,8 +1,11 @@
 // The scheduler client's error decoding: each HTTP answer or network failure becomes the
 // reason a user reads in `kiln -s`. A tiny Bun.serve stands in for the scheduler's error
-// answers only; the real scheduler is exercised in dist.test.ts.
+// answers only; the real scheduler and servers are exercised in dist-e2e.test.ts. Also the
+// remote command the daemon builds from a compile's arguments.
 
 import { afterAll, describe, expect, test } from "bun:test";
+import { parseCFamilyArgs } from "../src/compilers/c-family/args.ts";
+import { planJob } from "../src/daemon/dist-compile.ts";
 import { DistFailure, SchedulerClient } from "../src/dist/client.ts";
 import { DIST_PROTOCOL_VERSION, encodeFrame, type JobRequest } from "../src/dist/protocol.ts";
 
@@ -118,5 +121,32 @@ describe("SchedulerClient", () => {
     expect(await client().hasToolchain(id)).toBe(false);
     answers.set(`/api/v1/toolchains/${id}`, () => new Response("client token", { status: 401 }));
     expect((await failure(client().hasToolchain(id))).reason).toBe("scheduler rejected the client token (401)");
+  });
+});
+
+describe("the remote command", () => {
+  const call = (args: string[], cwd = "/b") => {
+    const parsed = parseCFamilyArgs(args, { cwd, flavor: "gcc", driverIsCxx: false, env: {} });
+    if (!parsed.cacheable) throw new Error(parsed.reason);
+    return { compiler: "/usr/bin/gcc", identity: "x", flavor: "gcc" as const, cwd, env: {}, umask: 0o22, parsed, text: enc("int x;"), extraArgs: [] };
+  };
+  const plan = (args: string[], cwd = "/b", asSource = false) => planJob(call(args, cwd), enc("int x;"), asSource);
+
+  test("keeps the compile options, drops preprocessing and dependency-file ones, compiles the text next to the object", () => {
+    expect(plan(["-std=gnu99", "-O2", "-Wall", "-DX=1", "-Iinc", "-MD", "-MT", "t", "-MF", "o/a.d", "-c", "src/a.c", "-o", "o/a.o"])).toEqual({
+      argv: ["-std=gnu99", "-O2", "-Wall", "-x", "cpp-output", "-c", "o/a.o.kiln-src", "-o", "o/a.o"],
+      input: "o/a.o.kiln-src",
+      text: enc("int x;"),
+      outputs: ["o/a.o"],
+    });
+    const asSource = plan(["-g", "-x", "c", "-c", "/src/a.txt", "-o", "/b/a.o"], "/b", true);
+    expect(typeof asSource !== "string" && asSource.argv).toEqual(["-g", "-nostdinc", "-fdebug-prefix-map=a.o.kiln-src=/src/a.txt", "-x", "c", "-c", "a.o.kiln-src", "-o", "/b/a.o"]);
+  });
+
+  test("says why a call stays local", () => {
+    expect(plan(["-c", "a.c", "-o", "../elsewhere/a.o"])).toBe("output outside the working directory");
+    expect(plan(["-B/opt/mytools", "-c", "a.c"])).toBe("-B directory (not in the toolchain)");
+    expect(plan(["-Wp,-MD,a.d", "-c", "a.c"])).toBe("dependency file options Kiln cannot reproduce (-Wp,-MD or -MG)");
+    expect(plan(["-c", "a.s"])).toBe("source is not preprocessed C, C++, Objective-C or assembler");
   });
 });

@@ -69,7 +69,7 @@ const LOCAL_ONLY = new Set(["-MD", "-MMD", "-MP", "--write-dependencies", "--wri
 /** Environment a remote compile keeps: what changes the compiler's messages, nothing else. */
 const PASSED_ENV = ["LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "GCC_COLORS", "GCC_URLS", "TERM"];
 
-interface Plan {
+export interface Plan {
   argv: string[];
   /** The preprocessed source's path in the build directory (relative to cwd). */
   input: string;
@@ -314,7 +314,7 @@ function withoutBuiltinDefines(text: Uint8Array): Uint8Array {
  * options, compiling `text` from a file next to the object; or why the call stays local.
  * `asSource`: the text is directives-only output, compiled in the source's own language.
  */
-function planJob(call: DistCall, text: Uint8Array, asSource: boolean): Plan | string {
+export function planJob(call: DistCall, text: Uint8Array, asSource: boolean): Plan | string {
   const { parsed, cwd } = call;
   const preprocessed = PREPROCESSED_AS[parsed.language];
   if (!preprocessed) return "source is not preprocessed C, C++, Objective-C or assembler";
