@@ -56,6 +56,8 @@ describe("SchedulerClient", () => {
       [503, "no server has capacity", "no capacity (503)"],
       [502, "server vanished during the job", "build server failed (502)"],
       [502, "bwrap: cannot create namespace", "sandbox error"],
+      [502, 'build server b could not run the job: output "x.o": the compiler did not write it', "bad outputs"],
+      [502, "build server b could not run the job: timed out after 1000 ms", "timeout"],
       [504, "job took too long", "timeout"],
       [413, "inputs too large", "job too large (413)"],
       [400, "bad cwd", "scheduler rejected the request"],

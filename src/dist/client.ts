@@ -214,7 +214,12 @@ export async function failureOf(res: Response): Promise<DistFailure> {
     case 503:
       return new DistFailure("no capacity (503)", detail, res.status);
     case 502:
-      return new DistFailure(/sandbox|bwrap|bubblewrap/i.test(text) ? "sandbox error" : "build server failed (502)", detail, res.status);
+      // The scheduler's text says what the server reported.
+      if (/timed out after/i.test(text)) return new DistFailure("timeout", detail, res.status);
+      if (/did not write it|symlink|not a regular file|not a directory|outputs? exceed|allowed for outputs|bad result/i.test(text)) {
+        return new DistFailure("bad outputs", detail, res.status);
+      }
+      return new DistFailure(/sandbox|bwrap|bubblewrap|namespace/i.test(text) ? "sandbox error" : "build server failed (502)", detail, res.status);
     case 504:
       return new DistFailure("timeout", detail, res.status);
     case 413:
