@@ -15,6 +15,7 @@ const needed: [command: string, debianPackage: string][] = [
   ["pgrep", "procps"], ["xz", "xz-utils"], ["script", "bsdutils"], ["unshare", "util-linux"],
   ["redis-server", "redis-server"], ["memcached", "memcached"], ["nginx", "nginx-light"],
   ["cargo", "cargo"], ["rustc", "rustc"],
+  ["bwrap", "bubblewrap"], ["ip", "iproute2"],
 ];
 const sbin = `${process.env.PATH ?? ""}:/usr/sbin:/sbin`;
 const missing = needed.filter(([command]) => !Bun.which(command, { PATH: sbin }));

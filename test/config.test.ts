@@ -57,6 +57,12 @@ describe("defaults", () => {
       dependMode: false,
       basedirs: [],
       remoteLevels: [],
+      distSchedulerUrl: undefined,
+      distToken: undefined,
+      distCacheDir: undefined,
+      distConnectTimeoutSec: 5,
+      distRequestTimeoutSec: 600,
+      distRetryAfterSec: 5,
       configFile: undefined,
     });
     expect(warnings).toEqual([]);
@@ -151,6 +157,17 @@ size = "500M"
 idle_timeout = 0
 log = "debug"
 log_file = "/tmp/kiln.log"
+
+[dist]
+scheduler_url = "http://10.0.0.5:10600/"
+cache_dir = "toolchains"
+connect_timeout = 2
+request_timeout = 60
+retry_after = 1
+
+[dist.auth]
+type = "token"
+token = "s3cret"
 `);
     expect(config).toEqual({
       cacheDir: "/var/cache/kiln",
@@ -162,6 +179,12 @@ log_file = "/tmp/kiln.log"
       dependMode: true,
       basedirs: ["/home/me/src", "/build/out", "/home/me/work"],
       remoteLevels: [],
+      distSchedulerUrl: "http://10.0.0.5:10600",
+      distToken: "s3cret",
+      distCacheDir: join(file, "../toolchains"),
+      distConnectTimeoutSec: 2,
+      distRequestTimeoutSec: 60,
+      distRetryAfterSec: 1,
       configFile: file,
     });
     expect(warnings).toEqual([]);
@@ -261,13 +284,15 @@ bucket = "name"
       ["webdav", "http://192.168.10.42:80/some/webdav.php"],
       ["s3", undefined],
     ]);
-    for (const section of ["dist", "cache.azure", "cache.gcs", "cache.gha", "cache.oss", "cache.cos"]) {
+    for (const section of ["cache.azure", "cache.gcs", "cache.gha", "cache.oss", "cache.cos"]) {
       const warning = warnings.find((w) => w.includes(`[${section}]`));
       expect(warning).toBeDefined();
       expect(warning).toContain(file);
       expect(warning).toContain("not supported by this Kiln version yet; ignored");
     }
-    for (const key of ["server_startup_timeout_ms", "cache_stats_file", "rw_mode", "file_stat_matches", "use_ctime_for_stat", "ignore_time_macros", "skip_system_headers", "hash_working_directory"]) {
+    expect(config.distSchedulerUrl).toBe("http://1.2.3.4:10600");
+    expect(config.distToken).toBe("secrettoken");
+    for (const key of ["toolchains", "server_startup_timeout_ms", "cache_stats_file", "rw_mode", "file_stat_matches", "use_ctime_for_stat", "ignore_time_macros", "skip_system_headers", "hash_working_directory"]) {
       const warning = warnings.find((w) => w.includes(key));
       expect(warning).toBeDefined();
       expect(warning).toContain(file);
@@ -586,5 +611,37 @@ chain = ["disk", "s3", "redis", "webdav"]
     const error = errorOf(() => loadConfig(env, { homeDir: scratch() }));
     expect(error.message).toContain(message);
     expect(error.hint).toContain(hint);
+  });
+});
+
+describe("[dist]", () => {
+  test("KILN_DIST_SCHEDULER_URL and KILN_DIST_TOKEN override the file", () => {
+    const { config } = loadText('[dist]\nscheduler_url = "http://a:1"\n[dist.auth]\ntype = "token"\ntoken = "from-file"\n', {
+      KILN_DIST_SCHEDULER_URL: "https://sched.example:10600",
+      KILN_DIST_TOKEN: "from-env",
+      KILN_DIST_RETRY_AFTER: "0",
+    });
+    expect(config.distSchedulerUrl).toBe("https://sched.example:10600");
+    expect(config.distToken).toBe("from-env");
+    expect(config.distRetryAfterSec).toBe(0);
+  });
+
+  test("a scheduler URL that is not http(s) is an error naming the key, with an example", () => {
+    for (const url of ["10.0.0.5:10600", "ftp://x", "http://user:pw@host:1"]) {
+      const { file, error } = loadError(`[dist]\nscheduler_url = "${url}"\n[dist.auth]\ntoken = "t"\n`);
+      expect(error.code).toBe("KILN_CONFIG_VALUE");
+      expect(error.message).toContain(`${file}: [dist] scheduler_url`);
+      expect(error.hint).toContain('scheduler_url = "http://');
+    }
+    const env = errorOf(() => loadConfig({ KILN_DIST_SCHEDULER_URL: "nope" }, { homeDir: scratch() }));
+    expect(env.message).toContain("environment variable KILN_DIST_SCHEDULER_URL");
+  });
+
+  test("only token auth exists; the token never appears in a message", () => {
+    const { error } = loadError('[dist]\nscheduler_url = "http://a:1"\n[dist.auth]\ntype = "mozilla"\ntoken = "hunter2"\n');
+    expect(error.message).toContain('only type = "token"');
+    expect(error.format()).not.toContain("hunter2");
+    const { warnings } = loadText('[dist]\nscheduler_url = "http://a:1"\n');
+    expect(warnings).toEqual([expect.stringContaining("no client token")]);
   });
 });

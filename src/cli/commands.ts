@@ -1,12 +1,13 @@
 // `kiln --flag ...` and `kiln bench`: stats, daemon control, help. Part of the executable's
 // second entry point (kiln-tools.ts), so compiler calls never load it.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { exchange, exchangeWithDaemon } from "../client/client.ts";
 import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
 import { decodeJson, encodeJson, Kind, PROTOCOL_VERSION, type Command } from "../ipc/wire.ts";
 import { formatStats, type StatsJson } from "../daemon/stats.ts";
 import { tryLock } from "../daemon/lock.ts";
+import { isKilnError } from "../util/errors.ts";
 
 const USAGE = `Usage:
   kiln <compiler> <args...>        compile through the cache (e.g. CC="kiln gcc")
@@ -14,7 +15,11 @@ const USAGE = `Usage:
   kiln -z, --zero-stats            zero the statistics
   kiln --start-server              start the background daemon
   kiln --stop-server               stop the daemon and print its final statistics
+  kiln --dist-status               show the dist scheduler and its build servers
+                                   [--stats-format text|json]
   kiln --version                   print the version
+  kiln --package-toolchain <compiler> <out.tar.zst>
+                                   package a gcc/clang toolchain for distributed compiles
   kiln bench [--clean CMD] -- BUILD...
                                    time BUILD plainly, then through kiln cold and warm
 
@@ -25,6 +30,7 @@ KILN_ERROR_LOG (log file), KILN_RECACHE=1 (recompile and overwrite), KILN_NO_CAC
 the cache), KILN_CLIENT_TRACE=1 (print where a compile's milliseconds went).
 Shared caches: KILN_REDIS_ENDPOINT, KILN_S3_BUCKET, KILN_MEMCACHED_ENDPOINT, KILN_WEBDAV_ENDPOINT
 (and KILN_<BACKEND>_<KEY> for each config key), KILN_CACHE_CHAIN=disk,redis,s3 (lookup order).
+Distributed compilation: KILN_DIST_SCHEDULER_URL and KILN_DIST_TOKEN.
 Symlink a compiler's name to kiln (gcc -> kiln) to use it as that compiler.
 `;
 
@@ -105,6 +111,8 @@ export async function runCli(args: string[], env: Record<string, string | undefi
       const { runBench } = await import("./bench.ts");
       return runBench(args.slice(1), env);
     }
+    case "--package-toolchain":
+      return packageToolchainCommand(args.slice(1));
     case "-V":
     case "--version":
       out(`kiln ${VERSION}\n`);
@@ -131,6 +139,15 @@ export async function runCli(args: string[], env: Record<string, string | undefi
       }
       return 0;
     }
+    case "--dist-status": {
+      const format = option(args, "--stats-format") ?? "text";
+      if (format !== "text" && format !== "json") {
+        err(`kiln: error: --stats-format must be 'text' or 'json', not '${format}'\n`);
+        return 2;
+      }
+      const { distStatus } = await import("./dist-status.ts");
+      return distStatus(format, env, out, err);
+    }
     case "-s":
     case "--show-stats":
     case "-z":
@@ -153,6 +170,25 @@ export async function runCli(args: string[], env: Record<string, string | undefi
     default:
       err(`kiln: error: unknown option '${first}'\n\n${USAGE}`);
       return 2;
+  }
+}
+
+async function packageToolchainCommand(args: string[]): Promise<number> {
+  const [compiler, outFile] = args;
+  if (!compiler || !outFile || args.length > 2) {
+    err("kiln: error: usage: kiln --package-toolchain <compiler> <out.tar.zst>\n");
+    return 2;
+  }
+  const { packageToolchain } = await import("../dist/toolchain.ts");
+  try {
+    const toolchain = await packageToolchain(compiler);
+    writeFileSync(outFile, toolchain.archive);
+    out(`kiln: toolchain ${toolchain.id} for ${toolchain.compiler} (${toolchain.files.length} files, ${toolchain.archive.length} bytes) written to ${outFile}\n`);
+    return 0;
+  } catch (e) {
+    if (isKilnError(e)) err(`${e.format()}\n`);
+    else err(`kiln: error: cannot write the toolchain to ${outFile}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
   }
 }
 

@@ -36,6 +36,18 @@ export interface KilnConfig {
   basedirs: string[];
   /** The shared cache levels after local disk, in lookup order ([cache.multilevel] chain). */
   remoteLevels: RemoteLevel[];
+  /** [dist] scheduler_url | KILN_DIST_SCHEDULER_URL; undefined = compile locally */
+  distSchedulerUrl: string | undefined;
+  /** [dist.auth] token | KILN_DIST_TOKEN (with [dist.auth] type = "token") */
+  distToken: string | undefined;
+  /** [dist] cache_dir | KILN_DIST_CACHE_DIR: packaged toolchains; undefined = <cacheDir>/dist-toolchains */
+  distCacheDir: string | undefined;
+  /** [dist] connect_timeout | KILN_DIST_CONNECT_TIMEOUT, seconds to reach the scheduler */
+  distConnectTimeoutSec: number;
+  /** [dist] request_timeout | KILN_DIST_REQUEST_TIMEOUT, seconds for one remote compile or upload */
+  distRequestTimeoutSec: number;
+  /** [dist] retry_after | KILN_DIST_RETRY_AFTER, seconds of local compiles after the scheduler was unreachable */
+  distRetryAfterSec: number;
   /** The config file that was read, if any. */
   configFile: string | undefined;
 }
@@ -112,6 +124,8 @@ type Settings = Omit<KilnConfig, "configFile" | "remoteLevels"> & {
   remotes: RawRemotes;
   /** [cache.multilevel] chain | KILN_CACHE_CHAIN */
   chain: string[] | undefined;
+  /** [dist.auth] type: only "token" exists. */
+  distAuthType: "token";
 };
 
 /** Where one value came from, for messages and for resolving relative paths. */
@@ -246,6 +260,61 @@ function checkSeconds(value: number, shown: string, site: Site): number {
   }
   return value;
 }
+
+/** A scheduler address: http(s), no credentials in it. */
+const urlKind: Kind<string | undefined> = {
+  expected: "an http:// or https:// URL",
+  tomlExample: '"http://10.0.0.5:10600"',
+  envExample: "http://10.0.0.5:10600",
+  fromToml(value, site) {
+    if (typeof value !== "string") throw wrongType(site, value, this);
+    return this.fromEnv(value, site);
+  },
+  fromEnv(text, site) {
+    let url: URL | undefined;
+    try {
+      url = new URL(text.trim());
+    } catch {}
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.username || url.password) {
+      const example = site.envName ? `${site.envName}=${this.envExample}` : `${site.key} = ${this.tomlExample}`;
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where}: ${quote(text)} is not an http:// or https:// URL`, {
+        hint: `give the scheduler's address (the token goes in [dist.auth]), e.g. ${example}`,
+      });
+    }
+    return url.href.replace(/\/+$/, "");
+  },
+};
+
+/** A secret: any non-empty string, never repeated in a message. */
+const secretKind: Kind<string | undefined> = {
+  expected: "a non-empty string",
+  tomlExample: '"the-token"',
+  envExample: "the-token",
+  fromToml(value, site) {
+    if (typeof value !== "string" || value === "") {
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where} must be a non-empty string`, {
+        hint: `for example: ${site.key} = ${this.tomlExample}`,
+      });
+    }
+    return value;
+  },
+  fromEnv: (text) => text,
+};
+
+const authTypeKind: Kind<"token"> = {
+  expected: 'the string "token"',
+  tomlExample: '"token"',
+  envExample: "token",
+  fromToml(value, site) {
+    if (value !== "token") {
+      throw new KilnError("KILN_CONFIG_VALUE", `${site.where}: only type = "token" is supported, not ${describeValue(value)}`, {
+        hint: 'write type = "token" and the scheduler\'s client token as token = "..."',
+      });
+    }
+    return value;
+  },
+  fromEnv: () => "token",
+};
 
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
@@ -546,6 +615,13 @@ const SETTINGS: readonly Setting[] = [
   setting("daemon.log", "KILN_LOG", "logLevel", logLevelKind),
   setting("daemon.log_file", "KILN_ERROR_LOG", "logFile", pathKind),
   setting("basedirs", "KILN_BASEDIRS", "basedirs", absolutePathListKind),
+  setting("dist.scheduler_url", "KILN_DIST_SCHEDULER_URL", "distSchedulerUrl", urlKind),
+  setting("dist.auth.type", undefined, "distAuthType", authTypeKind),
+  setting("dist.auth.token", "KILN_DIST_TOKEN", "distToken", secretKind),
+  setting("dist.cache_dir", "KILN_DIST_CACHE_DIR", "distCacheDir", pathKind),
+  setting("dist.connect_timeout", "KILN_DIST_CONNECT_TIMEOUT", "distConnectTimeoutSec", secondsKind),
+  setting("dist.request_timeout", "KILN_DIST_REQUEST_TIMEOUT", "distRequestTimeoutSec", secondsKind),
+  setting("dist.retry_after", "KILN_DIST_RETRY_AFTER", "distRetryAfterSec", secondsKind),
   // sccache's name for direct mode.
   setting("cache.disk.preprocessor_cache_mode.use_preprocessor_cache_mode", undefined, "directMode", booleanKind),
   setting("cache.multilevel.chain", "KILN_CACHE_CHAIN", "chain", chainKind),
@@ -559,7 +635,6 @@ const UNSUPPORTED_SECTIONS: Record<string, string> = {
   "cache.gcs": "the Google Cloud Storage cache",
   "cache.gha": "the GitHub Actions cache",
   "cache.oss": "the Alibaba OSS cache",
-  dist: "sccache-dist distributed compilation",
 };
 
 const NOT_YET = "not supported by this Kiln version yet";
@@ -569,6 +644,9 @@ const IGNORED_KEYS: Record<string, string> = {
   server_startup_timeout_ms: "sccache's server start-up timeout has no Kiln equivalent",
   cache_stats_file: NOT_YET,
   "cache.disk.rw_mode": `a read-only local cache is ${NOT_YET}`,
+  "dist.toolchains": "Kiln packages gcc/clang toolchains itself; prepackaged toolchains are " + NOT_YET,
+  "dist.toolchain_cache_size": "Kiln keeps one package per compiler; a size limit is " + NOT_YET,
+  "dist.rewrite_includes_only": "Kiln always sends fully preprocessed source",
   "cache.disk.preprocessor_cache_mode.file_stat_matches": NOT_YET,
   "cache.disk.preprocessor_cache_mode.use_ctime_for_stat": NOT_YET,
   "cache.disk.preprocessor_cache_mode.ignore_time_macros": NOT_YET,
@@ -610,6 +688,13 @@ export function loadConfig(
     basedirs: [],
     remotes: {},
     chain: undefined,
+    distSchedulerUrl: undefined,
+    distAuthType: "token",
+    distToken: undefined,
+    distCacheDir: undefined,
+    distConnectTimeoutSec: 5,
+    distRequestTimeoutSec: 600,
+    distRetryAfterSec: 5,
   };
 
   let configFile: string | undefined;
@@ -640,7 +725,12 @@ export function loadConfig(
     if (fromEnv.remotes?.[b]) remotes[b] = { ...remotes[b], ...fromEnv.remotes[b] };
   }
   Object.assign(values, fromEnv, { remotes });
-  const { remotes: _raw, chain, ...rest } = values;
+  const { remotes: _raw, chain, distAuthType: _type, ...rest } = values;
+  if (rest.distSchedulerUrl !== undefined && rest.distToken === undefined) {
+    warnings.push(
+      `[dist] scheduler_url is set but no client token is ([dist.auth] token or KILN_DIST_TOKEN); the scheduler will refuse every job`,
+    );
+  }
   const remoteLevels = resolveRemoteLevels(remotes, chain);
   return { config: { ...rest, remoteLevels, configFile }, warnings };
 }
@@ -726,7 +816,7 @@ function readFileSettings(file: string, text: string, home: string, warnings: st
   return out;
 }
 
-function parseToml(file: string, text: string): Record<string, unknown> {
+export function parseToml(file: string, text: string): Record<string, unknown> {
   try {
     return Bun.TOML.parse(text) as Record<string, unknown>;
   } catch (e) {
@@ -797,8 +887,11 @@ function unknownEntry(file: string, section: string, name: string, asSection: bo
   const elsewhere = SETTINGS.find(
     (s) => parentOf(s.path) !== section && normalizeName(lastPart(s.path)) === normalizeName(name),
   );
+  // `cache_dir` in [cache.disk] means its `dir`, not [dist] cache_dir.
+  const suffix = here.find((k) => normalizeName(name).endsWith(`_${normalizeName(k)}`));
   let hint: string;
-  if (elsewhere) hint = `did you mean \`${lastPart(elsewhere.path)}\` in ${sectionLabel(parentOf(elsewhere.path))}?`;
+  if (suffix !== undefined) hint = `did you mean \`${suffix}\`?`;
+  else if (elsewhere) hint = `did you mean \`${lastPart(elsewhere.path)}\` in ${sectionLabel(parentOf(elsewhere.path))}?`;
   else if (close !== undefined) hint = `did you mean \`${close}\`?`;
   else hint = "remove it or check its spelling.";
   if (here.length > 0) hint += ` Keys in ${parent}: ${here.join(", ")}`;

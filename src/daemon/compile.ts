@@ -19,6 +19,7 @@ import { isRustcName } from "../compilers/rust/args.ts";
 import type { CFamilyCompile, NotCacheableReason } from "../compilers/types.ts";
 import type { CacheStorage } from "../storage/types.ts";
 import { CorruptEntry, decodeResult, encodeResult, entryChecksum, type ResultEntry } from "../storage/entry.ts";
+import type { DistCompiler } from "./dist-compile.ts";
 import { BoundedCache, FileDigests } from "./file-digests.ts";
 import type { Logger } from "./log.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
@@ -52,6 +53,8 @@ export interface CompileServiceDeps {
   options: CompileOptions;
   /** Work the daemon must finish before exiting (background stores). */
   track: (work: Promise<unknown>) => void;
+  /** Sends misses to the build fleet when [dist] is configured. */
+  dist?: DistCompiler;
 }
 
 /** Everything one cacheable compile carries from step to step. */
@@ -61,6 +64,7 @@ interface Job {
   parsed: CFamilyCompile;
   norm: PathNormalizer;
   started: number;
+  identity: CompilerIdentity;
   /** Added to the compile so its stderr has colours (stripped again for non-terminals). */
   colorArgs: string[];
 }
@@ -148,6 +152,7 @@ export class CompileService {
       parsed,
       norm: new PathNormalizer(this.deps.options.basedirs, call.cwd, parsed.source),
       started,
+      identity,
       colorArgs: choosesColor(parsed.expandedArgs) ? [] : [FORCE_COLOR],
     };
     const common = hashCommon(identity, parsed, call.env, job.norm);
@@ -170,7 +175,8 @@ export class CompileService {
     }
     // Depend mode takes a full dependency list from the compile: the call's own -MD file,
     // or one it asks for when the call writes none (-MMD omits system headers: not that).
-    if (direct && this.deps.options.dependMode && parsed.dependencies !== "user" && runsPreprocessor(parsed.language)) {
+    // Not with dist: a remote compile needs the preprocessed text.
+    if (direct && this.deps.options.dependMode && !this.deps.dist && parsed.dependencies !== "user" && runsPreprocessor(parsed.language)) {
       return this.compileInDependMode(job, direct);
     }
 
@@ -184,7 +190,7 @@ export class CompileService {
       text = new TextEncoder().encode(d.digest);
     } else {
       preprocessed = await runCaptured(
-        [compiler, ...parsed.preprocessorArgs, ...(direct ? ["-v"] : []), "-E", parsed.source],
+        [compiler, ...parsed.preprocessorArgs, ...(direct ? ["-v"] : []), ...(this.deps.dist?.preprocessArgs(parsed) ?? []), "-E", parsed.source],
         { cwd: call.cwd, env: call.env },
       );
       // A failing preprocessor means a failing compile: let it print the real diagnostics.
@@ -204,7 +210,12 @@ export class CompileService {
         return reply;
       }
     }
-    const result = await this.runCompiler(job);
+    const result = this.deps.dist && preprocessed
+      ? await this.deps.dist.compile(
+          { compiler, identity: job.identity.digest, flavor: job.identity.flavor, cwd: call.cwd, env: call.env, umask: call.umask, parsed, text, extraArgs: job.colorArgs },
+          () => this.runCompiler(job),
+        )
+      : await this.runCompiler(job);
     if (result.exitCode !== 0) return { kind: "done", ...result };
     stats.miss(parsed.language, performance.now() - started);
     log.debug(`miss ${resultKey} ${parsed.source} (${result.ms.toFixed(0)} ms compile)`);

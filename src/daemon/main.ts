@@ -24,6 +24,7 @@ import { tieredStorage } from "../storage/levels.ts";
 import type { TieredStorage } from "../storage/tiered.ts";
 import { isKilnError } from "../util/errors.ts";
 import { CompileService } from "./compile.ts";
+import { distCompilerFor } from "./dist-setup.ts";
 import { Logger } from "./log.ts";
 import { Stats, type StatsJson } from "./stats.ts";
 import { tryLock } from "./lock.ts";
@@ -112,6 +113,7 @@ class Daemon {
       log: this.log,
       options: { directMode: config.directMode, dependMode: config.dependMode, basedirs: config.basedirs },
       track: (work) => this.track(work),
+      dist: distCompilerFor(config, this.stats, this.log),
     });
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
   }

@@ -31,6 +31,14 @@ export interface StatsJson {
     miss_time_ms: number;
     compiler_time_ms: number;
     compiler_runs: number;
+    /** Distributed compilation: successful remote compiles by build server name. */
+    dist_compiles: Record<string, number>;
+    /** Misses that tried the fleet and were compiled locally instead, by reason. */
+    dist_fallbacks: Record<string, number>;
+    /** Misses never sent to the fleet (e.g. their dependency-file options), by reason. */
+    dist_skipped: Record<string, number>;
+    /** Sum of the wall time of successful remote compiles, client side. */
+    dist_time_ms: number;
   };
   cache_location: string;
   cache_size: number | null;
@@ -87,6 +95,10 @@ export class Stats {
       miss_time_ms: 0,
       compiler_time_ms: 0,
       compiler_runs: 0,
+      dist_compiles: {},
+      dist_fallbacks: {},
+      dist_skipped: {},
+      dist_time_ms: 0,
     };
   }
 
@@ -130,6 +142,19 @@ export class Stats {
   notCacheable(reason: NotCacheableReason): void {
     this.s.non_cacheable_calls += 1;
     bump(this.s.not_cacheable, reason);
+  }
+
+  distCompiled(server: string, ms: number): void {
+    bump(this.s.dist_compiles, server);
+    this.s.dist_time_ms += ms;
+  }
+
+  distFallback(reason: string): void {
+    bump(this.s.dist_fallbacks, reason);
+  }
+
+  distSkipped(reason: string): void {
+    bump(this.s.dist_skipped, reason);
   }
 
   readError(): void {
@@ -209,6 +234,7 @@ export function formatStats(j: StatsJson): string {
     lines.push("", "Non-cacheable reasons:");
     for (const [r, n] of reasons) lines.push(`${r.padEnd(36)}${String(n).padStart(12)}`);
   }
+  lines.push(...formatDist(s));
   lines.push(
     "",
     `${"Cache location".padEnd(24)}${j.cache_location}`,
@@ -218,6 +244,26 @@ export function formatStats(j: StatsJson): string {
   );
   if (j.cache_levels && j.cache_levels.length > 1) lines.push("", ...formatLevels(j.cache_levels));
   return lines.join("\n") + "\n";
+}
+
+/** The distributed-compilation rows; none when nothing was distributed or tried. */
+function formatDist(s: StatsJson["stats"]): string[] {
+  const row = (k: string, v: string | number) => `${k.padEnd(36)}${String(v).padStart(12)}`;
+  const sorted = (m: Record<string, number>) => Object.entries(m).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const remote = Object.values(s.dist_compiles).reduce((a, b) => a + b, 0);
+  const fallbacks = Object.values(s.dist_fallbacks).reduce((a, b) => a + b, 0);
+  const skipped = Object.values(s.dist_skipped).reduce((a, b) => a + b, 0);
+  if (remote + fallbacks + skipped === 0) return [];
+  const lines = ["", row("Distributed compiles", remote)];
+  for (const [server, n] of sorted(s.dist_compiles)) lines.push(row(`  ${server}`, n));
+  lines.push(row("Average distributed compile", seconds(s.dist_time_ms, remote)));
+  lines.push(row("Distributed fallbacks to local", fallbacks));
+  for (const [reason, n] of sorted(s.dist_fallbacks)) lines.push(row(`  ${reason}`, n));
+  if (skipped > 0) {
+    lines.push(row("Not distributed", skipped));
+    for (const [reason, n] of sorted(s.dist_skipped)) lines.push(row(`  ${reason}`, n));
+  }
+  return lines;
 }
 
 function hitRate(hits: number, misses: number): string {

@@ -4,7 +4,7 @@
 //   client ──HTTP──> scheduler <──WebSocket── server (the server opened it)
 //
 // HTTP routes on the scheduler (one address serves everything):
-//   GET  /api/v1/status                 client token. 200, JSON `SchedulerStatus`.
+//   GET  /api/v1/status                 client (or server) token. 200, JSON `SchedulerStatus`.
 //   HEAD /api/v1/toolchains/<id>        client token. 200 if the scheduler holds it, else 404.
 //   PUT  /api/v1/toolchains/<id>        client token. Body: the toolchain archive (tar.zst).
 //                                       The scheduler checks the id is the SHA-256 of the body.
@@ -12,9 +12,10 @@
 //   POST /api/v1/jobs                   client token. Body: a `Frame` with a `JobRequest`
 //                                       header and the inputs as payload. 200: a `Frame` with
 //                                       a `JobResult` header and the outputs as payload.
-//                                       Errors: 400 malformed, 401 bad token, 413 too large,
-//                                       503 no capacity, 502 the server failed or vanished,
-//                                       504 timeout; text body says why.
+//                                       Errors: 400 malformed, 401 bad token, 412 the toolchain
+//                                       is not on the scheduler (PUT it, then retry), 413 too
+//                                       large, 503 no capacity, 502 the server failed or
+//                                       vanished, 504 timeout; text body says why.
 //   GET  /api/v1/servers/connect        server token, WebSocket upgrade. Messages are `Frame`s
 //                                       (binary) whose headers are `ServerMessage` or
 //                                       `SchedulerMessage`.
@@ -168,4 +169,73 @@ export function splitPayload(payload: Uint8Array, sizes: readonly number[]): Uin
   }
   if (at !== payload.length) throw new MalformedFrame("payload longer than its files");
   return parts;
+}
+
+/** Why `path` is not an acceptable relative path (archive entry, job input or output), or undefined. */
+export function relativePathProblem(path: string): string | undefined {
+  if (path === "") return "empty path";
+  if (path.includes("\0")) return "NUL byte in the path";
+  if (path.startsWith("/")) return "absolute path";
+  if (path.length > 4096) return "path longer than 4096 characters";
+  for (const part of path.split("/")) {
+    if (part === "..") return "'..' in the path";
+    if (part === "" || part === ".") return "empty or '.' segment in the path";
+  }
+  return undefined;
+}
+
+/** The longest `timeoutMs` a job may ask for. */
+export const MAX_JOB_TIMEOUT_MS = 60 * 60 * 1000;
+
+/**
+ * Why a decoded `JobRequest` header (with `payloadBytes` of inputs) is unacceptable, or
+ * undefined. Both the scheduler and the server check; neither trusts the sender.
+ */
+export function jobRequestProblem(request: JobRequest, payloadBytes: number): string | undefined {
+  const r = request as unknown as Record<string, unknown>;
+  if (r.version !== DIST_PROTOCOL_VERSION) {
+    return `protocol version ${JSON.stringify(r.version)} is not ${DIST_PROTOCOL_VERSION}; update kiln or kiln-dist so both match`;
+  }
+  if (typeof r.toolchain !== "string" || !/^[0-9a-f]{64}$/.test(r.toolchain)) return "toolchain must be a SHA-256 in hex";
+  if (!Array.isArray(r.argv) || r.argv.length === 0 || !r.argv.every((a) => typeof a === "string")) {
+    return "argv must be a non-empty array of strings";
+  }
+  if (!(r.argv[0] as string).startsWith("/")) return "argv[0] must be an absolute path inside the toolchain";
+  if (r.argv.some((a: string) => a.includes("\0"))) return "argv may not contain NUL bytes";
+  if (typeof r.cwd !== "string" || !r.cwd.startsWith("/") || r.cwd === "/" || r.cwd.length > 4096) {
+    return "cwd must be an absolute path other than /";
+  }
+  const cwdProblem = relativePathProblem(r.cwd.slice(1));
+  if (cwdProblem) return `cwd ${JSON.stringify(r.cwd)}: ${cwdProblem}`;
+  if (typeof r.env !== "object" || r.env === null || Array.isArray(r.env)) return "env must be an object of strings";
+  for (const [k, v] of Object.entries(r.env)) {
+    if (typeof v !== "string" || k === "" || k.includes("=") || k.includes("\0") || v.includes("\0")) {
+      return `env ${JSON.stringify(k)} is not a valid variable`;
+    }
+  }
+  if (!Array.isArray(r.inputs) || r.inputs.length > LIMITS.files) return `inputs must be an array of at most ${LIMITS.files} files`;
+  if (!Array.isArray(r.outputs) || r.outputs.length > LIMITS.files) return `outputs must be an array of at most ${LIMITS.files} paths`;
+  let total = 0;
+  const seen = new Set<string>();
+  for (const f of r.inputs as FileRef[]) {
+    if (typeof f !== "object" || f === null || typeof f.path !== "string") return "each input needs a path";
+    const problem = relativePathProblem(f.path);
+    if (problem) return `input ${JSON.stringify(f.path)}: ${problem}`;
+    if (seen.has(f.path)) return `input ${JSON.stringify(f.path)} appears twice`;
+    seen.add(f.path);
+    if (!Number.isSafeInteger(f.size) || f.size < 0) return `input ${JSON.stringify(f.path)}: bad size`;
+    if (f.mode !== undefined && (!Number.isInteger(f.mode) || f.mode < 0)) return `input ${JSON.stringify(f.path)}: bad mode`;
+    total += f.size;
+  }
+  if (total > LIMITS.jobInputBytes) return `inputs total ${total} bytes, more than ${LIMITS.jobInputBytes}`;
+  if (total !== payloadBytes) return `inputs declare ${total} bytes but the payload has ${payloadBytes}`;
+  for (const o of r.outputs) {
+    if (typeof o !== "string") return "outputs must be strings";
+    const problem = relativePathProblem(o);
+    if (problem) return `output ${JSON.stringify(o)}: ${problem}`;
+  }
+  if (!Number.isSafeInteger(r.timeoutMs) || (r.timeoutMs as number) <= 0 || (r.timeoutMs as number) > MAX_JOB_TIMEOUT_MS) {
+    return `timeoutMs must be a positive number of milliseconds up to ${MAX_JOB_TIMEOUT_MS}`;
+  }
+  return undefined;
 }
