@@ -3,6 +3,7 @@
 // the syscall client; the rarely needed parts (starting a daemon, running the compiler
 // itself) load lazily.
 
+import { writeSync } from "node:fs";
 import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
 import {
   decodeDone,
@@ -21,13 +22,28 @@ export type Exchange =
   /** "connect": nobody listens; "broken": the daemon went away mid-request. */
   | { ok: false; failure: "connect" | "broken" };
 
-/** Sends one frame and waits for one frame back. Never throws. */
-export async function exchange(socketPath: string, request: Uint8Array): Promise<Exchange> {
-  return exchangeSync(socketPath, request) ?? exchangeEvented(socketPath, request);
+/** Where the compiler's stderr goes while the daemon streams it (Kind.Stderr). */
+export type StderrSink = (chunk: Uint8Array) => void;
+
+/**
+ * The reply among frames just read: Stderr frames ahead of it go to `onStderr` (when there is
+ * none, they are dropped: only a client that asked for them gets any).
+ */
+export function takeReply(frames: Frame[], onStderr: StderrSink | undefined): Frame | undefined {
+  for (const frame of frames) {
+    if (frame.version === PROTOCOL_VERSION && frame.kind === Kind.Stderr) onStderr?.(frame.payload);
+    else return frame;
+  }
+  return undefined;
+}
+
+/** Sends one frame and waits for the reply (Stderr frames before it go to `onStderr`). Never throws. */
+export async function exchange(socketPath: string, request: Uint8Array, onStderr?: StderrSink): Promise<Exchange> {
+  return exchangeSync(socketPath, request, onStderr) ?? exchangeEvented(socketPath, request, onStderr);
 }
 
 /** The same over Bun.connect: slower to start, for where libc cannot be loaded. */
-export async function exchangeEvented(socketPath: string, request: Uint8Array): Promise<Exchange> {
+export async function exchangeEvented(socketPath: string, request: Uint8Array, onStderr?: StderrSink): Promise<Exchange> {
   const { promise, resolve } = Promise.withResolvers<Exchange>();
   const reader = new FrameReader();
   let pending = request;
@@ -53,9 +69,10 @@ export async function exchangeEvented(socketPath: string, request: Uint8Array): 
             s.end();
             return;
           }
-          if (frames.length > 0) {
+          const reply = takeReply(frames, onStderr);
+          if (reply) {
             // Resolve before end(): end() may run the close handler synchronously.
-            resolve({ ok: true, frame: frames[0]! });
+            resolve({ ok: true, frame: reply });
             s.end();
           }
         },
@@ -82,8 +99,9 @@ export async function exchangeWithDaemon(
   request: Uint8Array,
   env: Record<string, string | undefined>,
   onStartFailure: (message: string) => void,
+  onStderr?: StderrSink,
 ): Promise<Exchange> {
-  const first = await exchange(paths.socket, request);
+  const first = await exchange(paths.socket, request, onStderr);
   if (first.ok || first.failure === "broken") return first;
   const { startDaemon } = await import("./start-daemon.ts");
   const started = await startDaemon(paths, env);
@@ -91,7 +109,22 @@ export async function exchangeWithDaemon(
     onStartFailure(started.message);
     return first;
   }
-  return exchange(paths.socket, request);
+  return exchange(paths.socket, request, onStderr);
+}
+
+/**
+ * Writes to our stderr before the next frame is read: cargo reads rustc's artifact
+ * notifications from it and starts the crates that wait for that metadata.
+ */
+function writeStderrNow(bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length; ) {
+    try {
+      at += writeSync(2, bytes, at, bytes.length - at);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") return; // stderr is gone: nobody to tell
+      Bun.sleepSync(1); // a non-blocking stderr is full: its reader catches up
+    }
+  }
 }
 
 async function writeAll(fd: 1 | 2, bytes: Uint8Array): Promise<void> {
@@ -122,11 +155,18 @@ export async function runCompile(argv: string[], env: Record<string, string | un
     self: process.execPath,
     umask: process.umask(),
     stderrTty: stderrIsTerminal(),
+    streams: true,
   };
   let startWarning: string | undefined;
-  const result = await exchangeWithDaemon(paths, encodeJson(Kind.Compile, call), env, (m) => {
-    startWarning = m;
-  });
+  const result = await exchangeWithDaemon(
+    paths,
+    encodeJson(Kind.Compile, call),
+    env,
+    (m) => {
+      startWarning = m;
+    },
+    writeStderrNow,
+  );
   mark("answer");
   if (result.ok) {
     const { frame } = result;

@@ -25,6 +25,9 @@ import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./output
 import { RustCompileService } from "./rust-compile.ts";
 import type { Stats } from "./stats.ts";
 
+/** Takes whole lines of a compiler's stderr while it runs. */
+export type StderrSink = (lines: Uint8Array) => void;
+
 export type CompileReply =
   | { kind: "done"; exitCode: number; stdout: Uint8Array; stderr: Uint8Array }
   /** The client runs the compiler itself, with its own stdio (non-cacheable calls). */
@@ -91,15 +94,20 @@ export class CompileService {
 
   constructor(private readonly deps: CompileServiceDeps) {}
 
-  async handle(call: CompileCall): Promise<CompileReply> {
-    const reply = await this.handleCall(call);
-    if (reply.kind === "done" && !callerWantsColor(call.stderrTty, call.env)) {
+  /**
+   * `stream`, when the client takes Stderr frames: where a compile may send its stderr while
+   * it runs (rustc, for cargo's pipelining); the reply's stderr then leaves out what was sent.
+   */
+  async handle(call: CompileCall, stream?: StderrSink): Promise<CompileReply> {
+    const colors = callerWantsColor(call.stderrTty, call.env);
+    const reply = await this.handleCall(call, stream && (colors ? stream : (chunk) => stream(stripColors(chunk))));
+    if (reply.kind === "done" && !colors) {
       return { ...reply, stderr: stripColors(reply.stderr) };
     }
     return reply;
   }
 
-  private async handleCall(call: CompileCall): Promise<CompileReply> {
+  private async handleCall(call: CompileCall, stream: StderrSink | undefined): Promise<CompileReply> {
     const { stats, log } = this.deps;
     const started = performance.now();
     stats.request();
@@ -120,7 +128,7 @@ export class CompileService {
       return { kind: "run-local", compiler };
     };
     const base = name.slice(name.lastIndexOf("/") + 1);
-    if (isRustcName(base)) return (this.rust ??= new RustCompileService(this.deps, this.digests)).handle(call, compiler, started);
+    if (isRustcName(base)) return (this.rust ??= new RustCompileService(this.deps, this.digests)).handle(call, compiler, started, stream);
     if (!isCFamilyName(base)) return notCacheable("unknown compiler", base);
     if (truthy(call.env.KILN_NO_CACHE)) return notCacheable("cache disabled (KILN_NO_CACHE)");
 

@@ -24,6 +24,12 @@ export const Kind = {
   Refused: 12,
   /** daemon → client: JSON reply to a Command */
   Reply: 13,
+  /**
+   * daemon → client: bytes the compiler wrote to its stderr, whole lines, as they come; the
+   * client writes them to its stderr at once. Only for a CompileCall with `streams: true`,
+   * only before the final Done, whose stderr then holds none of them again.
+   */
+  Stderr: 14,
 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
 
@@ -38,6 +44,11 @@ export interface CompileCall {
   umask: number;
   /** The caller's stderr is a terminal: diagnostics keep their colours. */
   stderrTty?: boolean;
+  /**
+   * The client takes Stderr frames before the Done frame. A daemon sends them only then, so
+   * clients that predate them (and leave this out) speak the same protocol version.
+   */
+  streams?: boolean;
 }
 
 export type Command =
