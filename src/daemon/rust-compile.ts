@@ -109,7 +109,11 @@ export class RustCompileService {
     // in the background: by the first library crate, after the build scripts, it is done.
     if (!this.warmed.has(rustc)) {
       this.warmed.add(rustc);
-      this.identities.identify(rustc, call.cwd, call.env, undefined, undefined).catch(() => {});
+      const t0 = performance.now();
+      this.identities
+        .identify(rustc, call.cwd, call.env, undefined, undefined)
+        .then(() => log.debug(`identified ${rustc} in ${(performance.now() - t0).toFixed(0)} ms`))
+        .catch(() => {});
     }
     const parsed = parseRustcArgs(args, call.cwd);
     if (!parsed.cacheable) return notCacheable(parsed.reason, parsed.detail);
