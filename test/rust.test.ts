@@ -339,28 +339,29 @@ describe("rustc's stderr streams to the client on a miss (cargo's pipelining)", 
   const rmeta = join(dir, "out", "libm-p.rmeta");
   const artifactLine = (ext: string) => new RegExp(`^\\{"\\$message_type":"artifact","artifact":"[^"]*/out/libm-p\\.${ext}","emit":"${ext === "rmeta" ? "metadata" : "link"}"\\}$`, "m");
 
-  test("the .rmeta artifact line reaches the client's stderr before rustc is done, once, with the .rmeta complete", async () => {
+  /**
+   * Runs `kiln rustc args` with the gate shut; once the .rmeta line is on the client's stderr
+   * (within a minute), `whenShown` runs and the gate opens. Resolves to the exit code and all
+   * of stderr.
+   */
+  async function compileThroughGate(callArgs: string[], whenShown: (proc: Bun.Subprocess) => void) {
     rmSync(gate, { force: true });
-    const proc = Bun.spawn([KILN, rustc, ...args], { cwd: dir, env: k.env, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn([KILN, rustc, ...callArgs], { cwd: dir, env: k.env, stdout: "pipe", stderr: "pipe" });
     let stderr = "";
-    let rmetaThen: string | undefined;
-    let runningThen: boolean | undefined;
     try {
       const reader = proc.stderr.getReader();
       const decoder = new TextDecoder();
       const deadline = Date.now() + 60_000;
-      let done = false;
-      while (!done && Date.now() < deadline) {
+      while (Date.now() < deadline) {
         const next = await Promise.race([reader.read(), Bun.sleep(deadline - Date.now()).then(() => undefined)]);
         if (!next || next.done) break;
         stderr += decoder.decode(next.value, { stream: true });
-        if (rmetaThen === undefined && artifactLine("rmeta").test(stderr)) {
-          runningThen = proc.exitCode === null && !existsSync(gate);
-          rmetaThen = sha256File(rmeta);
-          writeFileSync(gate, ""); // let rustc's wrapper finish
+        if (/"emit":"metadata"/.test(stderr)) {
+          whenShown(proc);
+          break;
         }
-        done = rmetaThen !== undefined && /"emit":"link"/.test(stderr);
       }
+      writeFileSync(gate, "");
       for (;;) {
         const next = await reader.read();
         if (next.done) break;
@@ -369,7 +370,17 @@ describe("rustc's stderr streams to the client on a miss (cargo's pipelining)", 
     } finally {
       writeFileSync(gate, "");
     }
-    expect(await proc.exited).toBe(0);
+    return { exitCode: await proc.exited, stderr };
+  }
+
+  test("the .rmeta artifact line reaches the client's stderr before rustc is done, once, with the .rmeta complete", async () => {
+    let runningThen: boolean | undefined;
+    let rmetaThen: string | undefined;
+    const { exitCode, stderr } = await compileThroughGate(args, (proc) => {
+      runningThen = proc.exitCode === null && !existsSync(gate);
+      rmetaThen = sha256File(rmeta);
+    });
+    expect(exitCode).toBe(0);
     expect(runningThen).toBe(true);
     // The file cargo starts the dependent crates on was whole when its line arrived.
     expect(rmetaThen).toBe(sha256File(rmeta));
@@ -417,4 +428,12 @@ describe("rustc's stderr streams to the client on a miss (cargo's pipelining)", 
     expect(results[1]!.streamed).toBe("");
     expect(results[1]!.done).toMatch(/"emit":"metadata"[^]*"emit":"link"/);
   }, 60_000);
+
+  test("the daemon going away after streaming: the client compiles itself and shows no line twice", async () => {
+    const own = args.map((a) => (a === "extra-filename=-p" ? "extra-filename=-k" : a));
+    const { exitCode, stderr } = await compileThroughGate(own, () => process.kill(k.daemonPid()!, "SIGKILL"));
+    expect(exitCode).toBe(0);
+    expect(stderr.match(/"emit":"[a-z-]+"/g)).toEqual([`"emit":"dep-info"`, `"emit":"metadata"`, `"emit":"link"`]);
+    expect(existsSync(join(dir, "out", "libm-k.rlib"))).toBe(true);
+  }, 120_000);
 });

@@ -158,6 +158,8 @@ export async function runCompile(argv: string[], env: Record<string, string | un
     streams: true,
   };
   let startWarning: string | undefined;
+  /** What the daemon streamed (whole lines) before its reply. */
+  const streamed: Uint8Array[] = [];
   const result = await exchangeWithDaemon(
     paths,
     encodeJson(Kind.Compile, call),
@@ -165,7 +167,10 @@ export async function runCompile(argv: string[], env: Record<string, string | un
     (m) => {
       startWarning = m;
     },
-    writeStderrNow,
+    (chunk) => {
+      writeStderrNow(chunk);
+      streamed.push(chunk);
+    },
   );
   mark("answer");
   if (result.ok) {
@@ -183,6 +188,12 @@ export async function runCompile(argv: string[], env: Record<string, string | un
     }
   }
   if (startWarning) await writeAll(2, new TextEncoder().encode(`kiln: warning: ${startWarning}; compiling without the cache\n`));
+  if (streamed.length > 0) {
+    // The daemon went away while its compiler ran: run it here, without repeating what it showed.
+    const { runDirectAfterStream } = await import("./run-direct.ts");
+    const shown = streamed.flatMap((chunk) => new TextDecoder().decode(chunk).split(/(?<=\n)/));
+    return runDirectAfterStream(argv, env, shown);
+  }
   const { runDirect } = await import("./run-direct.ts");
   return runDirect(argv, env);
 }

@@ -69,3 +69,40 @@ export async function runDirect(argv: string[], env: Record<string, string | und
   }
   return runCompiler(path, argv.slice(1), env);
 }
+
+/**
+ * Runs the compiler here after the daemon went away in the middle of running it, when part
+ * of its stderr has already been shown (`shown`, whole lines): those lines are left out once
+ * each, so cargo never reads an artifact notification twice.
+ */
+export async function runDirectAfterStream(argv: string[], env: Record<string, string | undefined>, shown: string[]): Promise<number> {
+  const name = argv[0]!;
+  const path = findCompiler(name, env.PATH, process.cwd(), process.execPath);
+  if (!path) {
+    await Bun.write(Bun.stderr, compilerNotFound(name));
+    return 127;
+  }
+  const stdio = compilerStdio(env);
+  stdio[2] = "pipe" as unknown as Stdio;
+  const proc = Bun.spawn([path, ...argv.slice(1)], {
+    stdio: stdio as ["inherit", "inherit", "pipe"],
+    env: { ...env, [INNER_ENV]: "1" },
+  });
+  const pending = new Map<string, number>();
+  for (const line of shown) pending.set(line, (pending.get(line) ?? 0) + 1);
+  const decoder = new TextDecoder();
+  let partial = "";
+  const pass = async (line: string) => {
+    const left = pending.get(line) ?? 0;
+    if (left > 0) pending.set(line, left - 1);
+    else await Bun.write(Bun.stderr, line);
+  };
+  for await (const chunk of proc.stderr) {
+    const lines = (partial + decoder.decode(chunk, { stream: true })).split(/(?<=\n)/);
+    partial = lines.at(-1)!.endsWith("\n") ? "" : lines.pop()!;
+    for (const line of lines) await pass(line);
+  }
+  if (partial !== "") await pass(partial);
+  await proc.exited;
+  return exitCodeOf(proc);
+}
