@@ -1,8 +1,7 @@
 // The client <-> daemon frames, byte level: Stderr frames ahead of the reply.
 
 import { expect, test } from "bun:test";
-import { takeReply } from "../src/client/client.ts";
-import { decodeDone, encodeDone, encodeFrame, FrameReader, Kind, PROTOCOL_VERSION, type Frame } from "../src/ipc/wire.ts";
+import { decodeDone, encodeDone, encodeFrame, FrameReader, Kind, PROTOCOL_VERSION, takeReply, type Frame } from "../src/ipc/wire.ts";
 
 const utf8 = new TextEncoder();
 const text = (b: Uint8Array) => new TextDecoder().decode(b);

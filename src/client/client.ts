@@ -12,8 +12,10 @@ import {
   FrameReader,
   Kind,
   PROTOCOL_VERSION,
+  takeReply,
   type CompileCall,
   type Frame,
+  type StderrSink,
 } from "../ipc/wire.ts";
 import { exchangeSync, stderrIsTerminal } from "./socket-sync.ts";
 
@@ -21,21 +23,6 @@ export type Exchange =
   | { ok: true; frame: Frame }
   /** "connect": nobody listens; "broken": the daemon went away mid-request. */
   | { ok: false; failure: "connect" | "broken" };
-
-/** Where the compiler's stderr goes while the daemon streams it (Kind.Stderr). */
-export type StderrSink = (chunk: Uint8Array) => void;
-
-/**
- * The reply among frames just read: Stderr frames ahead of it go to `onStderr` (when there is
- * none, they are dropped: only a client that asked for them gets any).
- */
-export function takeReply(frames: Frame[], onStderr: StderrSink | undefined): Frame | undefined {
-  for (const frame of frames) {
-    if (frame.version === PROTOCOL_VERSION && frame.kind === Kind.Stderr) onStderr?.(frame.payload);
-    else return frame;
-  }
-  return undefined;
-}
 
 /** Sends one frame and waits for the reply (Stderr frames before it go to `onStderr`). Never throws. */
 export async function exchange(socketPath: string, request: Uint8Array, onStderr?: StderrSink): Promise<Exchange> {
@@ -190,9 +177,8 @@ export async function runCompile(argv: string[], env: Record<string, string | un
   if (startWarning) await writeAll(2, new TextEncoder().encode(`kiln: warning: ${startWarning}; compiling without the cache\n`));
   if (streamed.length > 0) {
     // The daemon went away while its compiler ran: run it here, without repeating what it showed.
-    const { runDirectAfterStream } = await import("./run-direct.ts");
-    const shown = streamed.flatMap((chunk) => new TextDecoder().decode(chunk).split(/(?<=\n)/));
-    return runDirectAfterStream(argv, env, shown);
+    const { runDirect } = await import("./run-direct.ts");
+    return runDirect(argv, env, streamed.flatMap((chunk) => new TextDecoder().decode(chunk).split(/(?<=\n)/)));
   }
   const { runDirect } = await import("./run-direct.ts");
   return runDirect(argv, env);

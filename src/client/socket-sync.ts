@@ -4,8 +4,8 @@
 // connect(2), send(2) and recv(2) cost tens of microseconds.
 
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
-import { FrameReader } from "../ipc/wire.ts";
-import { takeReply, type Exchange, type StderrSink } from "./client.ts";
+import { FrameReader, takeReply, type StderrSink } from "../ipc/wire.ts";
+import type { Exchange } from "./client.ts";
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;

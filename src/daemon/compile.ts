@@ -4,7 +4,7 @@
 import { rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { compilerNotFound, findCompiler } from "../client/find-compiler.ts";
-import type { CompileCall } from "../ipc/wire.ts";
+import type { CompileCall, StderrSink } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
 import { parseCFamilyArgs, runsPreprocessor } from "../compilers/c-family/args.ts";
 import { directEligible, findVariant, localDate, recordVariant, type DirectContext } from "../compilers/c-family/direct.ts";
@@ -24,9 +24,6 @@ import type { Logger } from "./log.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
 import { RustCompileService } from "./rust-compile.ts";
 import type { Stats } from "./stats.ts";
-
-/** Takes whole lines of a compiler's stderr while it runs. */
-export type StderrSink = (lines: Uint8Array) => void;
 
 export type CompileReply =
   | { kind: "done"; exitCode: number; stdout: Uint8Array; stderr: Uint8Array }

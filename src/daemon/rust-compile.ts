@@ -9,7 +9,7 @@
 
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import type { CompileCall } from "../ipc/wire.ts";
+import type { CompileCall, StderrSink } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
 import {
   extraFilename,
@@ -35,7 +35,7 @@ import { rustManifestKey, rustResultKey } from "../compilers/rust/key.ts";
 import { runCaptured, type Captured } from "../compilers/process.ts";
 import type { NotCacheableReason } from "../compilers/types.ts";
 import { CorruptEntry } from "../storage/entry.ts";
-import type { CompileReply, CompileServiceDeps, StderrSink } from "./compile.ts";
+import type { CompileReply, CompileServiceDeps } from "./compile.ts";
 import type { FileDigests } from "./file-digests.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
 

@@ -113,6 +113,21 @@ export function decodeDone(payload: Uint8Array): { exitCode: number; stdout: Uin
   };
 }
 
+/** Where the compiler's stderr goes while the daemon streams it (Kind.Stderr). */
+export type StderrSink = (chunk: Uint8Array) => void;
+
+/**
+ * The reply among frames just read: Stderr frames ahead of it go to `onStderr` (when there is
+ * none, they are dropped: only a client that asked for them gets any).
+ */
+export function takeReply(frames: Frame[], onStderr: StderrSink | undefined): Frame | undefined {
+  for (const frame of frames) {
+    if (frame.version === PROTOCOL_VERSION && frame.kind === Kind.Stderr) onStderr?.(frame.payload);
+    else return frame;
+  }
+  return undefined;
+}
+
 /**
  * Accumulates bytes from a stream socket and yields whole frames. Throws on a frame larger
  * than MAX_FRAME_BYTES.
