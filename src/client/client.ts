@@ -104,12 +104,14 @@ export async function exchangeWithDaemon(
  * notifications from it and starts the crates that wait for that metadata.
  */
 function writeStderrNow(bytes: Uint8Array): void {
+  let waits = 0;
   for (let at = 0; at < bytes.length; ) {
     try {
       at += writeSync(2, bytes, at, bytes.length - at);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") return; // stderr is gone: nobody to tell
-      Bun.sleepSync(1); // a non-blocking stderr is full: its reader catches up
+      // stderr is gone, or a non-blocking stderr stays full for a minute: nobody reads it.
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN" || ++waits > 60_000) return;
+      Bun.sleepSync(1);
     }
   }
 }
