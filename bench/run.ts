@@ -8,7 +8,8 @@ import { parseArgs } from "node:util";
 import { writeRustWorkspace } from "../scripts/rust-workspace.ts";
 
 const repoRoot = resolve(import.meta.dir, "..");
-const TOOL_NAMES = ["plain", "ccache", "sccache", "kiln", "kiln-depend"] as const;
+/** kiln-base: another Kiln build (--kiln-base PATH), to compare two builds in one run. */
+const TOOL_NAMES = ["plain", "ccache", "sccache", "kiln", "kiln-depend", "kiln-base"] as const;
 /** The tools a run measures unless --tools says otherwise. */
 const DEFAULT_TOOLS: ToolName[] = ["plain", "ccache", "sccache", "kiln"];
 type ToolName = (typeof TOOL_NAMES)[number];
@@ -23,6 +24,7 @@ interface Options {
   quick: boolean;
   timeoutSec?: number;
   kilnBin: string;
+  kilnBaseBin?: string;
   keep: boolean;
 }
 
@@ -238,7 +240,7 @@ async function ccacheTool(dir: string): Promise<Tool> {
 }
 
 /** sccache and Kiln share a command line: --start-server, --stop-server, -z, -s --stats-format json. */
-async function serverTool(name: "sccache" | "kiln" | "kiln-depend", bin: string, dir: string, env: Env, cacheDir: string): Promise<Tool> {
+async function serverTool(name: "sccache" | "kiln" | "kiln-depend" | "kiln-base", bin: string, dir: string, env: Env, cacheDir: string): Promise<Tool> {
   const marker = `KILN_BENCH_TOOL=${dir}`;
   let pids: number[] = [];
   let started = false;
@@ -299,19 +301,22 @@ async function makeTool(name: ToolName, scratch: string, opts: Options): Promise
       return serverTool("sccache", Bun.which("sccache") ?? "sccache", dir, env, env.SCCACHE_DIR);
     }
     case "kiln":
-    case "kiln-depend": {
-      if (!existsSync(opts.kilnBin)) {
-        log(`skipping kiln: ${opts.kilnBin} not found (build it with \`npm run build\`, or pass --kiln PATH)`);
+    case "kiln-depend":
+    case "kiln-base": {
+      const source = name === "kiln-base" ? opts.kilnBaseBin : opts.kilnBin;
+      if (source === undefined) throw new Error("--tools kiln-base needs --kiln-base PATH (the Kiln build to compare with)");
+      if (!existsSync(source)) {
+        log(`skipping ${name}: ${source} not found (build it with \`npm run build\`, or pass --kiln PATH)`);
         return null;
       }
       // Snapshot the binary: dist/kiln is rebuilt while people work, and one run must measure one build.
       const bin = join(dir, "kiln");
       for (let attempt = 1; ; attempt++) {
-        const before = statSync(opts.kilnBin);
-        copyFileSync(opts.kilnBin, bin);
-        const after = statSync(opts.kilnBin);
+        const before = statSync(source);
+        copyFileSync(source, bin);
+        const after = statSync(source);
         if (before.mtimeMs === after.mtimeMs && before.size === after.size) break;
-        if (attempt === 3) throw new Error(`${opts.kilnBin} keeps changing while being copied; try again after the build`);
+        if (attempt === 3) throw new Error(`${source} keeps changing while being copied; try again after the build`);
         await Bun.sleep(5000);
       }
       chmodSync(bin, 0o755);
@@ -325,7 +330,7 @@ async function makeTool(name: ToolName, scratch: string, opts: Options): Promise
         ...(name === "kiln-depend" ? { KILN_DEPEND: "1" } : {}),
       };
       const tool = await serverTool(name, bin, dir, env, env.KILN_DIR);
-      tool.version += ` (${opts.kilnBin}, sha256 ${sha}, built ${statSync(opts.kilnBin).mtime.toISOString()})`;
+      tool.version += ` (${source}, sha256 ${sha}, built ${statSync(source).mtime.toISOString()})`;
       return tool;
     }
   }
@@ -419,7 +424,7 @@ const leveldb: Workload = {
  */
 const rust: Workload = {
   name: "rust",
-  tools: ["plain", "sccache", "kiln"],
+  tools: ["plain", "sccache", "kiln", "kiln-base"],
   defaultColdReps: 3,
   timeoutSec: 600,
   async prepare(_tool, dir) {
@@ -587,7 +592,7 @@ function workloadReport(name: string, results: Record<string, ToolResult>): stri
   });
   let md = `## ${name}\n\nMedian (min–max) over repetitions. CPU = user+sys of the build and its children, plus the server's for sccache/kiln.\n\n`;
   md += table(["tool", "cold wall s", "warm wall s", "cold CPU s", "warm CPU s", "warm server CPU s", "server peak RSS MB", "1-file hit ms", "hits/misses (cold · warm)"], rows);
-  const kilns = (["kiln", "kiln-depend"] as const).filter((k) => results[k] && !results[k].error);
+  const kilns = (["kiln", "kiln-depend", "kiln-base"] as const).filter((k) => results[k] && !results[k].error);
   if (kilns.length) {
     const m = (r: ToolResult | undefined, f: (r: ToolResult) => number[]) => (r && f(r).length ? median(f(r)) : NaN);
     const metrics: [string, (r: ToolResult) => number[]][] = [
@@ -596,7 +601,7 @@ function workloadReport(name: string, results: Record<string, ToolResult>): stri
       ["1-file hit", (r) => (r.hit ? [r.hit.medianMs] : [])],
     ];
     const ratioRows = kilns.flatMap((k) =>
-      ["plain", "ccache", "sccache"].filter((b) => results[b] && !results[b].error).map((b) => [
+      ["plain", "ccache", "sccache", ...(k === "kiln-base" ? [] : ["kiln-base"])].filter((b) => results[b] && !results[b].error).map((b) => [
         `${k} / ${b}`, ...metrics.map(([, f]) => { const x = m(results[k], f) / m(results[b], f); return Number.isFinite(x) ? x.toFixed(2) : "–"; }),
       ]),
     );
@@ -625,12 +630,13 @@ function parseOptions(): Options {
       quick: { type: "boolean", default: false },
       timeout: { type: "string" },
       kiln: { type: "string", default: join(repoRoot, "dist/kiln") },
+      "kiln-base": { type: "string" },
       keep: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
-    log("usage: bun bench/run.ts [--workload lua5.4|leveldb|rust|all] [--tools plain,ccache,sccache,kiln,kiln-depend] [--reps N] [--jobs N] [--quick] [--timeout SEC] [--kiln PATH] [--keep]");
+    log("usage: bun bench/run.ts [--workload lua5.4|leveldb|rust|all] [--tools plain,ccache,sccache,kiln,kiln-depend] [--reps N] [--jobs N] [--quick] [--timeout SEC] [--kiln PATH] [--kiln-base PATH] [--keep]");
     process.exit(0);
   }
   const tools = values.tools.split(",").map((t) => t.trim());
@@ -645,7 +651,8 @@ function parseOptions(): Options {
   };
   return {
     workloads, tools: tools as ToolName[], reps: int(values.reps, "reps"), jobs: int(values.jobs, "jobs")!,
-    quick: values.quick, timeoutSec: int(values.timeout, "timeout"), kilnBin: resolve(values.kiln), keep: values.keep,
+    quick: values.quick, timeoutSec: int(values.timeout, "timeout"), kilnBin: resolve(values.kiln),
+    ...(values["kiln-base"] !== undefined ? { kilnBaseBin: resolve(values["kiln-base"]) } : {}), keep: values.keep,
   };
 }
 

@@ -2,9 +2,9 @@
 
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { parseRustcArgs, isRustcName, type RustCompile } from "../src/compilers/rust/args.ts";
+import { extraFilename, linkOutputNames, parseRustcArgs, isRustcName, type RustCompile } from "../src/compilers/rust/args.ts";
 import { parseDepInfo } from "../src/compilers/rust/depinfo.ts";
-import { scratch, writeFiles } from "./support.ts";
+import { ok, scratch, writeFiles } from "./support.ts";
 
 const LIB = ["--crate-name", "foo", "--edition=2021", "src/lib.rs", "--crate-type", "lib", "--emit=dep-info,metadata,link"];
 
@@ -103,4 +103,30 @@ test("parseDepInfo: the sources of the first rule and the env-deps", () => {
     files: ["src/lib.rs", "src/a b.rs", "/w/target/debug/build/foo-2/out/gen.rs"],
     envDeps: ["OUT_DIR", "UNSET_ONE"],
   });
+});
+
+test("linkOutputNames: the names rustc's --print file-names gives, or undefined where unsure", () => {
+  const dir = scratch("kra-");
+  writeFiles(dir, { "src/lib.rs": "pub fn f() {}\n" });
+  const host = /^host: (.*)$/m.exec(ok(["rustc", "-vV"]).stdout)![1]!;
+  const calls = [
+    ["--crate-type", "lib"],
+    ["--crate-type", "rlib", "-C", "extra-filename=-0123abcd"],
+    ["--crate-type", "staticlib", "-Cextra-filename=-x"],
+    ["--crate-type", "rlib,staticlib", "-C", "extra-filename=-a", "-C", "extra-filename=-b"],
+    ["--crate-type", "lib", "--crate-type", "rlib"],
+    ["--crate-type", "staticlib", "--target", host],
+  ];
+  for (const extra of calls) {
+    const args = ["--crate-name", "foo_bar", "--edition=2021", "src/lib.rs", "--emit=dep-info,metadata,link", ...extra];
+    const p = parseRustcArgs(args, dir);
+    if (!p.cacheable) throw new Error(`not cacheable: ${args.join(" ")}`);
+    const printed = ok(["rustc", ...args, "--print=file-names"], { cwd: dir }).stdout.split("\n").filter(Boolean);
+    expect({ args, names: linkOutputNames(p, extraFilename(p))?.sort() }).toEqual({ args, names: printed.sort() });
+  }
+  // Targets whose library names Kiln does not assume: rustc is asked.
+  const staticlib = ["--crate-name", "foo", "src/lib.rs", "--crate-type", "staticlib"];
+  expect(linkOutputNames(cacheable([...staticlib, "--target", "x86_64-pc-windows-msvc"]), "")).toBeUndefined();
+  expect(linkOutputNames(cacheable([...staticlib, "--target", "x86_64-unknown-linux-gnu"]), "")).toEqual(["libfoo.a"]);
+  expect(linkOutputNames(cacheable([...LIB, "--crate-type", "staticlib", "--target", "my-target.json"]), "")).toBeUndefined();
 });

@@ -4,9 +4,11 @@
 // below, which run in order; the cheaper cases use a one-crate package.
 
 import { describe, expect, test } from "bun:test";
-import { cpSync, existsSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { OFFLINE_CARGO_CONFIG, RUST_WORKSPACE } from "../scripts/rust-workspace.ts";
+import { exchange } from "../src/client/client.ts";
+import { decodeDone, encodeJson, Kind, type CompileCall } from "../src/ipc/wire.ts";
 import { KILN, KilnInstance, ok, run, scratch, sha256File, writeFiles } from "./support.ts";
 
 function cargoBin(): string {
@@ -310,4 +312,128 @@ describe("rustc called directly", () => {
     expect(k.kiln([toolchainRustc, ...args, "--emit=asm"], { cwd: dir }).exitCode).toBe(0);
     expect(k.stats().not_cacheable).toEqual({ "rustc query (--print, -vV)": 1, "crate type bin": 1, "unsupported --emit": 1 });
   }, 60_000);
+});
+
+describe("rustc's stderr streams to the client on a miss (cargo's pipelining)", () => {
+  const k = new KilnInstance();
+  const dir = scratch("krp-");
+  const gate = join(dir, "gate");
+  const realRustc = ok(["rustc", "--print", "sysroot"]).stdout.trim() + "/bin/rustc";
+  // A rustc that, after compiling a crate, waits until the test opens the gate: what the
+  // client shows before then, it got while the compile was still running.
+  writeFiles(dir, {
+    "bin/rustc": [
+      "#!/bin/sh",
+      `"${realRustc}" "$@"; status=$?`,
+      `case " $* " in *" --print"*) ;; *" --crate-name "*) i=0; while [ ! -e "${gate}" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done ;; esac`,
+      "exit $status",
+      "",
+    ].join("\n"),
+    "m.rs": "pub fn answer() -> u32 { 42 }\n",
+    "out/.keep": "",
+  });
+  ok(["chmod", "+x", join(dir, "bin", "rustc")]);
+  const rustc = join(dir, "bin", "rustc");
+  // As cargo calls it: JSON diagnostics and artifact notifications.
+  const args = ["--crate-name", "m", "--edition=2021", "m.rs", "--error-format=json", "--json=diagnostic-rendered-ansi,artifacts", "--crate-type", "lib", "--emit=dep-info,metadata,link", "-C", "extra-filename=-p", "--out-dir", join(dir, "out")];
+  const rmeta = join(dir, "out", "libm-p.rmeta");
+  const artifactLine = (ext: string) => new RegExp(`^\\{"\\$message_type":"artifact","artifact":"[^"]*/out/libm-p\\.${ext}","emit":"${ext === "rmeta" ? "metadata" : "link"}"\\}$`, "m");
+
+  /**
+   * Runs `kiln rustc args` with the gate shut; once the .rmeta line is on the client's stderr
+   * (within a minute), `whenShown` runs and the gate opens. Resolves to the exit code and all
+   * of stderr.
+   */
+  async function compileThroughGate(callArgs: string[], whenShown: (proc: Bun.Subprocess) => void) {
+    rmSync(gate, { force: true });
+    const proc = Bun.spawn([KILN, rustc, ...callArgs], { cwd: dir, env: k.env, stdout: "pipe", stderr: "pipe" });
+    let stderr = "";
+    try {
+      const reader = proc.stderr.getReader();
+      const decoder = new TextDecoder();
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        const next = await Promise.race([reader.read(), Bun.sleep(deadline - Date.now()).then(() => undefined)]);
+        if (!next || next.done) break;
+        stderr += decoder.decode(next.value, { stream: true });
+        if (/"emit":"metadata"/.test(stderr)) {
+          whenShown(proc);
+          break;
+        }
+      }
+      writeFileSync(gate, "");
+      for (;;) {
+        const next = await reader.read();
+        if (next.done) break;
+        stderr += decoder.decode(next.value, { stream: true });
+      }
+    } finally {
+      writeFileSync(gate, "");
+    }
+    return { exitCode: await proc.exited, stderr };
+  }
+
+  test("the .rmeta artifact line reaches the client's stderr before rustc is done, once, with the .rmeta complete", async () => {
+    let runningThen: boolean | undefined;
+    let rmetaThen: string | undefined;
+    const { exitCode, stderr } = await compileThroughGate(args, (proc) => {
+      runningThen = proc.exitCode === null && !existsSync(gate);
+      rmetaThen = sha256File(rmeta);
+    });
+    expect(exitCode).toBe(0);
+    expect(runningThen).toBe(true);
+    // The file cargo starts the dependent crates on was whole when its line arrived.
+    expect(rmetaThen).toBe(sha256File(rmeta));
+    // Every line once: the final reply does not repeat what was streamed.
+    expect(stderr.match(/"emit":/g)).toEqual([`"emit":`, `"emit":`, `"emit":`]); // dep-info, metadata, link
+    expect(stderr).toMatch(artifactLine("rlib"));
+    expect(k.stats().cache_misses).toEqual({ Rust: 1 });
+  }, 120_000);
+
+  test("a hit replays the same lines, naming this directory's files", () => {
+    const first = readFileSync(rmeta);
+    for (const name of ["libm-p.rlib", "libm-p.rmeta", "m-p.d"]) rmSync(join(dir, "out", name));
+    k.zero();
+    const r = k.kiln([rustc, ...args], { cwd: dir });
+    expect(r.exitCode).toBe(0);
+    expect(k.stats().cache_hits).toEqual({ Rust: 1 });
+    expect(r.stderr).toMatch(artifactLine("rmeta"));
+    expect(r.stderr).toContain(`"artifact":"${join(dir, "out")}/libm-p.rlib"`);
+    expect(readFileSync(rmeta)).toEqual(first);
+  }, 60_000);
+
+  test("protocol: Stderr frames only for a client that asks; otherwise one Done with all of stderr", async () => {
+    writeFileSync(gate, "");
+    const socket = join(k.root, "run", "daemon.sock");
+    const results: { streamed: string; done: string }[] = [];
+    for (const [i, streams] of [[1, true], [2, false]] as const) {
+      // A new crate each time (different extra-filename): both are misses.
+      const call: CompileCall = {
+        argv: [rustc, ...args.map((a) => (a === "extra-filename=-p" ? `extra-filename=-q${i}` : a))],
+        cwd: dir,
+        env: k.env,
+        self: KILN,
+        umask: 0o022,
+        ...(streams ? { streams } : {}),
+      };
+      let streamed = "";
+      const answer = await exchange(socket, encodeJson(Kind.Compile, call), (chunk) => (streamed += new TextDecoder().decode(chunk)));
+      if (!answer.ok || answer.frame.kind !== Kind.Done) throw new Error(`no Done frame: ${JSON.stringify(answer)}`);
+      const done = decodeDone(answer.frame.payload);
+      expect(done.exitCode).toBe(0);
+      results.push({ streamed, done: new TextDecoder().decode(done.stderr) });
+    }
+    expect(results[0]!.streamed).toMatch(/"emit":"metadata"[^]*"emit":"link"/);
+    expect(results[0]!.done).toBe("");
+    expect(results[1]!.streamed).toBe("");
+    expect(results[1]!.done).toMatch(/"emit":"metadata"[^]*"emit":"link"/);
+  }, 60_000);
+
+  test("the daemon going away after streaming: the client compiles itself and shows no line twice", async () => {
+    const own = args.map((a) => (a === "extra-filename=-p" ? "extra-filename=-k" : a));
+    const { exitCode, stderr } = await compileThroughGate(own, () => process.kill(k.daemonPid()!, "SIGKILL"));
+    expect(exitCode).toBe(0);
+    expect(stderr.match(/"emit":"[a-z-]+"/g)).toEqual([`"emit":"dep-info"`, `"emit":"metadata"`, `"emit":"link"`]);
+    expect(existsSync(join(dir, "out", "libm-k.rlib"))).toBe(true);
+  }, 120_000);
 });

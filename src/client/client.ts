@@ -3,6 +3,7 @@
 // the syscall client; the rarely needed parts (starting a daemon, running the compiler
 // itself) load lazily.
 
+import { writeSync } from "node:fs";
 import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
 import {
   decodeDone,
@@ -11,8 +12,10 @@ import {
   FrameReader,
   Kind,
   PROTOCOL_VERSION,
+  takeReply,
   type CompileCall,
   type Frame,
+  type StderrSink,
 } from "../ipc/wire.ts";
 import { exchangeSync, stderrIsTerminal } from "./socket-sync.ts";
 
@@ -21,13 +24,13 @@ export type Exchange =
   /** "connect": nobody listens; "broken": the daemon went away mid-request. */
   | { ok: false; failure: "connect" | "broken" };
 
-/** Sends one frame and waits for one frame back. Never throws. */
-export async function exchange(socketPath: string, request: Uint8Array): Promise<Exchange> {
-  return exchangeSync(socketPath, request) ?? exchangeEvented(socketPath, request);
+/** Sends one frame and waits for the reply (Stderr frames before it go to `onStderr`). Never throws. */
+export async function exchange(socketPath: string, request: Uint8Array, onStderr?: StderrSink): Promise<Exchange> {
+  return exchangeSync(socketPath, request, onStderr) ?? exchangeEvented(socketPath, request, onStderr);
 }
 
 /** The same over Bun.connect: slower to start, for where libc cannot be loaded. */
-export async function exchangeEvented(socketPath: string, request: Uint8Array): Promise<Exchange> {
+export async function exchangeEvented(socketPath: string, request: Uint8Array, onStderr?: StderrSink): Promise<Exchange> {
   const { promise, resolve } = Promise.withResolvers<Exchange>();
   const reader = new FrameReader();
   let pending = request;
@@ -53,9 +56,10 @@ export async function exchangeEvented(socketPath: string, request: Uint8Array): 
             s.end();
             return;
           }
-          if (frames.length > 0) {
+          const reply = takeReply(frames, onStderr);
+          if (reply) {
             // Resolve before end(): end() may run the close handler synchronously.
-            resolve({ ok: true, frame: frames[0]! });
+            resolve({ ok: true, frame: reply });
             s.end();
           }
         },
@@ -82,8 +86,9 @@ export async function exchangeWithDaemon(
   request: Uint8Array,
   env: Record<string, string | undefined>,
   onStartFailure: (message: string) => void,
+  onStderr?: StderrSink,
 ): Promise<Exchange> {
-  const first = await exchange(paths.socket, request);
+  const first = await exchange(paths.socket, request, onStderr);
   if (first.ok || first.failure === "broken") return first;
   const { startDaemon } = await import("./start-daemon.ts");
   const started = await startDaemon(paths, env);
@@ -91,7 +96,24 @@ export async function exchangeWithDaemon(
     onStartFailure(started.message);
     return first;
   }
-  return exchange(paths.socket, request);
+  return exchange(paths.socket, request, onStderr);
+}
+
+/**
+ * Writes to our stderr before the next frame is read: cargo reads rustc's artifact
+ * notifications from it and starts the crates that wait for that metadata.
+ */
+function writeStderrNow(bytes: Uint8Array): void {
+  let waits = 0;
+  for (let at = 0; at < bytes.length; ) {
+    try {
+      at += writeSync(2, bytes, at, bytes.length - at);
+    } catch (e) {
+      // stderr is gone, or a non-blocking stderr stays full for a minute: nobody reads it.
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN" || ++waits > 60_000) return;
+      Bun.sleepSync(1);
+    }
+  }
 }
 
 async function writeAll(fd: 1 | 2, bytes: Uint8Array): Promise<void> {
@@ -122,11 +144,23 @@ export async function runCompile(argv: string[], env: Record<string, string | un
     self: process.execPath,
     umask: process.umask(),
     stderrTty: stderrIsTerminal(),
+    streams: true,
   };
   let startWarning: string | undefined;
-  const result = await exchangeWithDaemon(paths, encodeJson(Kind.Compile, call), env, (m) => {
-    startWarning = m;
-  });
+  /** What the daemon streamed (whole lines) before its reply. */
+  const streamed: Uint8Array[] = [];
+  const result = await exchangeWithDaemon(
+    paths,
+    encodeJson(Kind.Compile, call),
+    env,
+    (m) => {
+      startWarning = m;
+    },
+    (chunk) => {
+      writeStderrNow(chunk);
+      streamed.push(chunk);
+    },
+  );
   mark("answer");
   if (result.ok) {
     const { frame } = result;
@@ -143,6 +177,11 @@ export async function runCompile(argv: string[], env: Record<string, string | un
     }
   }
   if (startWarning) await writeAll(2, new TextEncoder().encode(`kiln: warning: ${startWarning}; compiling without the cache\n`));
+  if (streamed.length > 0) {
+    // The daemon went away while its compiler ran: run it here, without repeating what it showed.
+    const { runDirect } = await import("./run-direct.ts");
+    return runDirect(argv, env, streamed.flatMap((chunk) => new TextDecoder().decode(chunk).split(/(?<=\n)/)));
+  }
   const { runDirect } = await import("./run-direct.ts");
   return runDirect(argv, env);
 }

@@ -21,7 +21,7 @@ export function exitCodeOf(proc: { exitCode: number | null; signalCode: number |
   return 128 + (signal ?? 1);
 }
 
-type Stdio = "inherit" | "ignore" | number;
+type Stdio = "inherit" | "ignore" | "pipe" | number;
 
 /**
  * The caller's stdio, plus the jobserver's file descriptors when make or cargo passed them
@@ -47,25 +47,52 @@ export function compilerStdio(env: Record<string, string | undefined>): Stdio[] 
   return stdio;
 }
 
+/**
+ * `shown`: when the daemon went away in the middle of running the compiler, the stderr lines
+ * it had already passed on (whole lines). Those are left out, once each, so cargo never reads
+ * an artifact notification twice.
+ */
 export async function runCompiler(
   path: string,
   args: string[],
   env: Record<string, string | undefined>,
+  shown?: string[],
 ): Promise<number> {
+  const stdio = compilerStdio(env);
+  if (shown) stdio[2] = "pipe";
   const proc = Bun.spawn([path, ...args], {
-    stdio: compilerStdio(env) as ["inherit", "inherit", "inherit"],
+    stdio: stdio as ["inherit", "inherit", "inherit" | "pipe"],
     env: { ...env, [INNER_ENV]: "1" },
   });
+  if (shown && proc.stderr instanceof ReadableStream) await passLeavingOut(proc.stderr, shown);
   await proc.exited;
   return exitCodeOf(proc);
 }
 
-export async function runDirect(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+async function passLeavingOut(stderr: ReadableStream<Uint8Array>, shown: string[]): Promise<void> {
+  const left = new Map<string, number>();
+  for (const line of shown) left.set(line, (left.get(line) ?? 0) + 1);
+  const pass = async (line: string) => {
+    const n = left.get(line) ?? 0;
+    if (n > 0) left.set(line, n - 1);
+    else await Bun.write(Bun.stderr, line);
+  };
+  const decoder = new TextDecoder();
+  let partial = "";
+  for await (const chunk of stderr) {
+    const lines = (partial + decoder.decode(chunk, { stream: true })).split(/(?<=\n)/);
+    partial = lines.at(-1)!.endsWith("\n") ? "" : lines.pop()!;
+    for (const line of lines) await pass(line);
+  }
+  if (partial !== "") await pass(partial);
+}
+
+export async function runDirect(argv: string[], env: Record<string, string | undefined>, shown?: string[]): Promise<number> {
   const name = argv[0]!;
   const path = findCompiler(name, env.PATH, process.cwd(), process.execPath);
   if (!path) {
     await Bun.write(Bun.stderr, compilerNotFound(name));
     return 127;
   }
-  return runCompiler(path, argv.slice(1), env);
+  return runCompiler(path, argv.slice(1), env, shown);
 }

@@ -4,7 +4,7 @@
 // connect(2), send(2) and recv(2) cost tens of microseconds.
 
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
-import { FrameReader } from "../ipc/wire.ts";
+import { FrameReader, takeReply, type StderrSink } from "../ipc/wire.ts";
 import type { Exchange } from "./client.ts";
 
 const AF_UNIX = 1;
@@ -46,10 +46,11 @@ function errno(c: Libc): number {
 }
 
 /**
- * Sends one frame and reads one frame back, blocking. Undefined when this platform's libc
- * cannot be loaded (the caller then uses the event-driven path).
+ * Sends one frame and reads the reply back, blocking; Stderr frames before it go to
+ * `onStderr` as they come. Undefined when this platform's libc cannot be loaded (the caller
+ * then uses the event-driven path).
  */
-export function exchangeSync(socketPath: string, request: Uint8Array): Exchange | undefined {
+export function exchangeSync(socketPath: string, request: Uint8Array, onStderr?: StderrSink): Exchange | undefined {
   const c = load();
   if (!c) return undefined;
   const path = new TextEncoder().encode(socketPath);
@@ -73,8 +74,8 @@ export function exchangeSync(socketPath: string, request: Uint8Array): Exchange 
       const n = c.recv(fd, ptr(chunk), chunk.length, 0);
       if (n < 0 && errno(c) === EINTR) continue;
       if (n <= 0) return { ok: false, failure: "broken" };
-      const frames = reader.push(chunk.slice(0, n));
-      if (frames.length > 0) return { ok: true, frame: frames[0]! };
+      const reply = takeReply(reader.push(chunk.slice(0, n)), onStderr);
+      if (reply) return { ok: true, frame: reply };
     }
   } catch {
     return { ok: false, failure: "broken" };

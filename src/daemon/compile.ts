@@ -4,7 +4,7 @@
 import { rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { compilerNotFound, findCompiler } from "../client/find-compiler.ts";
-import type { CompileCall } from "../ipc/wire.ts";
+import type { CompileCall, StderrSink } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
 import { parseCFamilyArgs, runsPreprocessor } from "../compilers/c-family/args.ts";
 import { directEligible, findVariant, localDate, recordVariant, type DirectContext } from "../compilers/c-family/direct.ts";
@@ -95,15 +95,20 @@ export class CompileService {
 
   constructor(private readonly deps: CompileServiceDeps) {}
 
-  async handle(call: CompileCall): Promise<CompileReply> {
-    const reply = await this.handleCall(call);
-    if (reply.kind === "done" && !callerWantsColor(call.stderrTty, call.env)) {
+  /**
+   * `stream`, when the client takes Stderr frames: where a compile may send its stderr while
+   * it runs (rustc, for cargo's pipelining); the reply's stderr then leaves out what was sent.
+   */
+  async handle(call: CompileCall, stream?: StderrSink): Promise<CompileReply> {
+    const colors = callerWantsColor(call.stderrTty, call.env);
+    const reply = await this.handleCall(call, stream && (colors ? stream : (chunk) => stream(stripColors(chunk))));
+    if (reply.kind === "done" && !colors) {
       return { ...reply, stderr: stripColors(reply.stderr) };
     }
     return reply;
   }
 
-  private async handleCall(call: CompileCall): Promise<CompileReply> {
+  private async handleCall(call: CompileCall, stream: StderrSink | undefined): Promise<CompileReply> {
     const { stats, log } = this.deps;
     const started = performance.now();
     stats.request();
@@ -124,7 +129,7 @@ export class CompileService {
       return { kind: "run-local", compiler };
     };
     const base = name.slice(name.lastIndexOf("/") + 1);
-    if (isRustcName(base)) return (this.rust ??= new RustCompileService(this.deps, this.digests)).handle(call, compiler, started);
+    if (isRustcName(base)) return (this.rust ??= new RustCompileService(this.deps, this.digests)).handle(call, compiler, started, stream);
     if (!isCFamilyName(base)) return notCacheable("unknown compiler", base);
     if (truthy(call.env.KILN_NO_CACHE)) return notCacheable("cache disabled (KILN_NO_CACHE)");
 

@@ -10,6 +10,7 @@ import { ensurePrivateDir } from "../ipc/private-dir.ts";
 import {
   decodeJson,
   encodeDone,
+  encodeFrame,
   encodeJson,
   encodeText,
   FrameReader,
@@ -37,8 +38,11 @@ const DRAIN_TIMEOUT_MS = 60_000;
 
 interface Connection {
   reader: FrameReader;
+  /** Bytes the socket has not taken yet. */
   pending: Uint8Array;
   answered: boolean;
+  /** The last frame is queued: close once `pending` is written. */
+  replied: boolean;
 }
 
 export interface LockInfo {
@@ -125,7 +129,7 @@ class Daemon {
       unix: this.paths.socket,
       socket: {
         open(s) {
-          s.data = { reader: new FrameReader(), pending: new Uint8Array(), answered: false };
+          s.data = { reader: new FrameReader(), pending: new Uint8Array(), answered: false, replied: false };
         },
         data(s, chunk) {
           let frames: Frame[];
@@ -166,8 +170,17 @@ class Daemon {
     void work.finally(() => this.background.delete(work));
   }
 
-  private send(s: Socket<Connection>, bytes: Uint8Array): void {
-    s.data.pending = bytes;
+  /** Queues a frame; the connection closes after the reply (`last`, the default) is written. */
+  private send(s: Socket<Connection>, bytes: Uint8Array, last = true): void {
+    const { pending } = s.data;
+    if (pending.length === 0) s.data.pending = bytes;
+    else {
+      const both = new Uint8Array(pending.length + bytes.length);
+      both.set(pending);
+      both.set(bytes, pending.length);
+      s.data.pending = both;
+    }
+    if (last) s.data.replied = true;
     this.flush(s);
   }
 
@@ -179,7 +192,7 @@ class Daemon {
       pending = pending.subarray(n);
     }
     s.data.pending = pending;
-    if (pending.length === 0) s.end();
+    if (pending.length === 0 && s.data.replied) s.end();
   }
 
   private onFrame(s: Socket<Connection>, frame: Frame): void {
@@ -212,7 +225,8 @@ class Daemon {
 
   private async onCompile(s: Socket<Connection>, frame: Frame): Promise<void> {
     const call = decodeJson<CompileCall>(frame.payload);
-    const reply = await this.service.handle(call);
+    const stream = call.streams === true ? (chunk: Uint8Array) => this.send(s, encodeFrame(Kind.Stderr, chunk), false) : undefined;
+    const reply = await this.service.handle(call, stream);
     if (reply.kind === "done") this.send(s, encodeDone(reply.exitCode, reply.stdout, reply.stderr));
     else this.send(s, encodeText(Kind.RunLocal, reply.compiler));
   }

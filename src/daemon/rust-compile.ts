@@ -2,14 +2,24 @@
 // environment, crate root, --extern crates) has a manifest; each of its variants lists the
 // source files and env-deps one compile's dep-info named, with their digests and values, and
 // the result they produced. A hit checks those (stat-validated digests) and runs nothing; a
-// miss compiles at once, asks `--print file-names` alongside, and records a variant from the
-// dep-info the compile wrote (or, when the call writes none, from a dep-info-only run).
+// miss compiles at once, streaming rustc's stderr to the client (cargo's pipelining), and
+// records a variant from the dep-info the compile wrote (or, when the call writes none, from a
+// dep-info-only run alongside); the output names follow from the arguments (or, for crate
+// types where they may not, from `--print file-names` alongside).
 
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import type { CompileCall } from "../ipc/wire.ts";
+import type { CompileCall, StderrSink } from "../ipc/wire.ts";
 import { PathNormalizer } from "../compilers/basedirs.ts";
-import { extraFilename, impliedOutputs, isClippyName, isRustcName, parseRustcArgs, type RustCompile } from "../compilers/rust/args.ts";
+import {
+  extraFilename,
+  impliedOutputs,
+  isClippyName,
+  isRustcName,
+  linkOutputNames,
+  parseRustcArgs,
+  type RustCompile,
+} from "../compilers/rust/args.ts";
 import { parseDepInfo } from "../compilers/rust/depinfo.ts";
 import {
   decodeRustManifest,
@@ -78,7 +88,7 @@ export class RustCompileService {
   }
 
   /** `compiler` is argv[0] resolved; for clippy-driver, argv[1] is rustc's path. */
-  async handle(call: CompileCall, compiler: string, started: number): Promise<CompileReply> {
+  async handle(call: CompileCall, compiler: string, started: number, stream?: StderrSink): Promise<CompileReply> {
     const { stats, log } = this.deps;
     const notCacheable = (reason: NotCacheableReason, detail?: string): CompileReply => {
       stats.notCacheable(reason);
@@ -99,7 +109,11 @@ export class RustCompileService {
     // in the background: by the first library crate, after the build scripts, it is done.
     if (!this.warmed.has(rustc)) {
       this.warmed.add(rustc);
-      this.identities.identify(rustc, call.cwd, call.env, undefined, undefined).catch(() => {});
+      const t0 = performance.now();
+      this.identities
+        .identify(rustc, call.cwd, call.env, undefined, undefined)
+        .then(() => log.debug(`identified ${rustc} in ${(performance.now() - t0).toFixed(0)} ms`))
+        .catch(() => {});
     }
     const parsed = parseRustcArgs(args, call.cwd);
     if (!parsed.cacheable) return notCacheable(parsed.reason, parsed.detail);
@@ -142,7 +156,7 @@ export class RustCompileService {
         if (reply) return reply;
       }
     }
-    return this.compileAndRecord(job);
+    return this.compileAndRecord(job, stream);
   }
 
   /**
@@ -212,7 +226,13 @@ export class RustCompileService {
     return { kind: "done", exitCode: 0, stdout: entry.stdout, stderr };
   }
 
-  private async compileAndRecord(job: RustJob): Promise<CompileReply> {
+  /**
+   * Runs rustc. With `stream`, its stderr goes to the client line by line as rustc writes it:
+   * cargo starts the crates that need this one's metadata when it reads the artifact
+   * notification (`--json=artifacts`), long before rustc is done, and rustc writes the .rmeta
+   * before it prints that line. The reply then carries no stderr (it has been sent).
+   */
+  private async compileAndRecord(job: RustJob, stream: StderrSink | undefined): Promise<CompileReply> {
     const { call, parsed, argv } = job;
     const startedAtMs = Date.now();
     // The jobserver cargo (or make) names is a pair of file descriptors only its own children
@@ -221,33 +241,37 @@ export class RustCompileService {
     const ownDepInfo = parsed.emit.includes("dep-info");
     const depTemp = ownDepInfo ? undefined : `${tmpdir()}/kiln-${process.pid}-${++this.tempFiles}.d`;
     const withoutEmit = argv.filter((a, i) => !a.startsWith("--emit=") && a !== "--emit" && argv[i - 1] !== "--emit");
+    const extra = extraFilename(parsed);
+    // The link outputs' names follow from the arguments for the crate types cargo caches;
+    // rustc is asked only for the others.
+    const linkNames = parsed.emit.includes("link") ? linkOutputNames(parsed, extra) : [];
     try {
       const [result, names, depRun] = await Promise.all([
-        runCaptured(argv, opts),
-        runCaptured([...argv, "--print=file-names"], opts),
+        runCaptured(argv, opts, stream),
+        linkNames ? undefined : runCaptured([...argv, "--print=file-names"], opts),
         depTemp ? runCaptured([...withoutEmit, `--emit=dep-info=${depTemp}`], opts) : undefined,
       ]);
       this.deps.stats.compilerRun(result.ms);
+      const reply: CompileReply = { kind: "done", exitCode: result.exitCode, stdout: result.stdout, stderr: stream ? new Uint8Array() : result.stderr };
       if (result.exitCode !== 0) {
         this.deps.stats.compileFailure();
-        return { kind: "done", ...result };
+        return reply;
       }
       this.deps.stats.miss("rust", performance.now() - job.started);
-      if (names.exitCode !== 0 || (depRun && depRun.exitCode !== 0)) {
+      if ((names && names.exitCode !== 0) || (depRun && depRun.exitCode !== 0)) {
         this.deps.log.warn(`not caching crate ${parsed.crateName}: rustc could not name its outputs or sources`);
-        return { kind: "done", ...result };
+        return reply;
       }
-      const extra = extraFilename(parsed);
-      const linkNames = parsed.emit.includes("link") ? new TextDecoder().decode(names.stdout).split("\n").filter((n) => n !== "") : [];
-      const outNames = [...linkNames, ...impliedOutputs(parsed, extra)];
+      const printed = names ? new TextDecoder().decode(names.stdout).split("\n").filter((n) => n !== "") : [];
+      const outNames = [...(linkNames ?? printed), ...impliedOutputs(parsed, extra)];
       const data = readOutputs(job.outDir, outNames);
       const depText = depTemp ? readOutputs("/", [depTemp])?.[0] : data?.[outNames.indexOf(`${parsed.crateName}${extra}.d`)];
       if (!data || !depText || outNames.some((n) => n.includes("/"))) {
         this.deps.log.warn(`not caching crate ${parsed.crateName}: an expected output is missing (${outNames.join(", ")} in ${job.outDir})`);
-        return { kind: "done", ...result };
+        return reply;
       }
       this.record(job, result, outNames, data, new TextDecoder().decode(depText), startedAtMs);
-      return { kind: "done", ...result };
+      return reply;
     } finally {
       if (depTemp) rmSync(depTemp, { force: true });
     }

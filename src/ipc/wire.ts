@@ -24,6 +24,12 @@ export const Kind = {
   Refused: 12,
   /** daemon → client: JSON reply to a Command */
   Reply: 13,
+  /**
+   * daemon → client: bytes the compiler wrote to its stderr, whole lines, as they come; the
+   * client writes them to its stderr at once. Only for a CompileCall with `streams: true`,
+   * only before the final Done, whose stderr then holds none of them again.
+   */
+  Stderr: 14,
 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
 
@@ -38,6 +44,11 @@ export interface CompileCall {
   umask: number;
   /** The caller's stderr is a terminal: diagnostics keep their colours. */
   stderrTty?: boolean;
+  /**
+   * The client takes Stderr frames before the Done frame. A daemon sends them only then, so
+   * clients that predate them (and leave this out) speak the same protocol version.
+   */
+  streams?: boolean;
 }
 
 export type Command =
@@ -100,6 +111,21 @@ export function decodeDone(payload: Uint8Array): { exitCode: number; stdout: Uin
     stdout: payload.subarray(8, 8 + outLen),
     stderr: payload.subarray(8 + outLen),
   };
+}
+
+/** Where the compiler's stderr goes while the daemon streams it (Kind.Stderr). */
+export type StderrSink = (chunk: Uint8Array) => void;
+
+/**
+ * The reply among frames just read: Stderr frames ahead of it go to `onStderr` (when there is
+ * none, they are dropped: only a client that asked for them gets any).
+ */
+export function takeReply(frames: Frame[], onStderr: StderrSink | undefined): Frame | undefined {
+  for (const frame of frames) {
+    if (frame.version === PROTOCOL_VERSION && frame.kind === Kind.Stderr) onStderr?.(frame.payload);
+    else return frame;
+  }
+  return undefined;
 }
 
 /**

@@ -285,6 +285,27 @@ export function impliedOutputs(parsed: RustCompile, extraFilename: string): stri
   return names;
 }
 
+/**
+ * The names `--print file-names` gives for the link outputs, where rustc's rule is certain:
+ * crate type lib or rlib is always `lib<crate><extra>.rlib`; staticlib is `lib<crate><extra>.a`
+ * on a Unix target. Undefined otherwise (rustc is asked).
+ */
+export function linkOutputNames(parsed: RustCompile, extra: string): string[] | undefined {
+  const names = new Set<string>();
+  for (const type of parsed.crateTypes) {
+    if (type === "lib" || type === "rlib") names.add(`lib${parsed.crateName}${extra}.rlib`);
+    else if (type === "staticlib" && unixTarget(parsed.target)) names.add(`lib${parsed.crateName}${extra}.a`);
+    else return undefined;
+  }
+  return [...names];
+}
+
+/** Targets whose static libraries are `lib*.a`; no --target means this (Unix) host. */
+function unixTarget(target: string | undefined): boolean {
+  if (target === undefined) return process.platform !== "win32";
+  return !target.endsWith(".json") && /-(linux|darwin|freebsd|netbsd|openbsd|dragonfly|illumos|solaris)(-|$)/.test(target);
+}
+
 /** `-C extra-filename=X` as given (the last one wins). */
 export function extraFilename(parsed: RustCompile): string {
   let found = "";
