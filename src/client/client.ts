@@ -3,7 +3,6 @@
 // the syscall client; the rarely needed parts (starting a daemon, running the compiler
 // itself) load lazily.
 
-import { writeSync } from "node:fs";
 import { runtimePaths, type RuntimePaths } from "../ipc/paths.ts";
 import {
   decodeDone,
@@ -104,6 +103,8 @@ export async function exchangeWithDaemon(
  * notifications from it and starts the crates that wait for that metadata.
  */
 function writeStderrNow(bytes: Uint8Array): void {
+  // Required here, not imported: loading node:fs costs a hit about a millisecond of start-up.
+  const { writeSync } = require("node:fs") as typeof import("node:fs");
   let waits = 0;
   for (let at = 0; at < bytes.length; ) {
     try {
