@@ -18,8 +18,9 @@ import { runCaptured, type Captured } from "../compilers/process.ts";
 import { isRustcName } from "../compilers/rust/args.ts";
 import type { CFamilyCompile, NotCacheableReason } from "../compilers/types.ts";
 import type { CacheStorage } from "../storage/types.ts";
-import { CorruptEntry, decodeResult, encodeResult, entryChecksum, type ResultEntry } from "../storage/entry.ts";
+import { decodeResult, encodeResult, entryChecksum, type ResultEntry } from "../storage/entry.ts";
 import type { DistCompiler } from "./dist-compile.ts";
+import { EntryStore } from "./entry-store.ts";
 import { BoundedCache, FileDigests } from "./file-digests.ts";
 import type { Logger } from "./log.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
@@ -83,17 +84,15 @@ export class CompileService {
   private readonly manifests = new BoundedCache<{ sum: bigint; manifest: Manifest }>(MANIFEST_CACHE_BYTES);
   /** Counter for temporary .d file names. */
   private tempFiles = 0;
-  /**
-   * Writes still under way, by key. Replies go out before their writes land; a read of the
-   * same key waits for the write, so a compile right behind another sees what it stored.
-   */
-  private readonly pending = new Map<string, Promise<unknown>>();
-  /** The last update of each manifest under way (see `addVariant`). */
-  private readonly manifestUpdates = new Map<string, Promise<void>>();
   /** rustc calls (made on the first one). */
   private rust: RustCompileService | undefined;
 
-  constructor(private readonly deps: CompileServiceDeps) {}
+  /** Entry reads and background writes, shared with the Rust path. */
+  private readonly entries: EntryStore;
+
+  constructor(private readonly deps: CompileServiceDeps) {
+    this.entries = new EntryStore(deps);
+  }
 
   /**
    * `stream`, when the client takes Stderr frames: where a compile may send its stderr while
@@ -129,7 +128,7 @@ export class CompileService {
       return { kind: "run-local", compiler };
     };
     const base = name.slice(name.lastIndexOf("/") + 1);
-    if (isRustcName(base)) return (this.rust ??= new RustCompileService(this.deps, this.digests)).handle(call, compiler, started, stream);
+    if (isRustcName(base)) return (this.rust ??= new RustCompileService(this.deps, this.digests, this.entries)).handle(call, compiler, started, stream);
     if (!isCFamilyName(base)) return notCacheable("unknown compiler", base);
     if (truthy(call.env.KILN_NO_CACHE)) return notCacheable("cache disabled (KILN_NO_CACHE)");
 
@@ -330,7 +329,7 @@ export class CompileService {
     const fresh = await this.regenerateDepFile(job);
     if (fresh) {
       const none = new Uint8Array();
-      this.put(key, () => encodeResult({ outputs: [{ kind: "dep", data: norm.depFile(fresh) }], stdout: none, stderr: none, depTargets: targets }));
+      this.entries.put(key, () => encodeResult({ outputs: [{ kind: "dep", data: norm.depFile(fresh) }], stdout: none, stderr: none, depTargets: targets }));
     }
     return fresh;
   }
@@ -368,38 +367,8 @@ export class CompileService {
     }
   }
 
-  /** A blob from storage, or undefined on a miss or a read error (counted and logged). */
-  private async fetch(key: string, waitForWrite = true): Promise<Uint8Array | undefined> {
-    const { storage, stats, log } = this.deps;
-    const writing = waitForWrite ? this.pending.get(key) : undefined;
-    if (writing) await writing;
-    try {
-      return await storage.get(key);
-    } catch (e) {
-      stats.readError();
-      log.warn(`cache read of ${key} from ${storage.location} failed: ${(e as Error).message}`);
-      return undefined;
-    }
-  }
-
-  /** Decodes a blob; a corrupt one is removed, counted as a read error, and is a miss. */
-  private async decode<T>(key: string, decode: (blob: Uint8Array) => T, waitForWrite = true): Promise<T | undefined> {
-    const blob = await this.fetch(key, waitForWrite);
-    if (!blob) return undefined;
-    try {
-      return decode(blob);
-    } catch (e) {
-      if (!(e instanceof CorruptEntry)) throw e;
-      const { storage, stats, log } = this.deps;
-      stats.readError();
-      log.warn(`corrupt cache entry ${key} in ${storage.location} (${e.message}); removed`);
-      await storage.remove(key).catch(() => {});
-      return undefined;
-    }
-  }
-
   private lookup(key: string): Promise<ResultEntry | undefined> {
-    return this.decode(key, decodeResult);
+    return this.entries.decode(key, decodeResult);
   }
 
   /**
@@ -407,7 +376,7 @@ export class CompileService {
    * check. Parsed ones are kept while the stored blob's checksum (in its header) is the same.
    */
   private getManifest(key: string, waitForWrite = true): Promise<Manifest | undefined> {
-    return this.decode(
+    return this.entries.decode(
       key,
       (blob) => {
         const sum = entryChecksum(blob);
@@ -418,31 +387,6 @@ export class CompileService {
         return manifest;
       },
       waitForWrite,
-    );
-  }
-
-  /** Tracks background work that ends in a write of `key` (see `pending`). */
-  private background(key: string, work: Promise<unknown>): Promise<unknown> {
-    this.pending.set(key, work);
-    void work.finally(() => {
-      if (this.pending.get(key) === work) this.pending.delete(key);
-    });
-    this.deps.track(work);
-    return work;
-  }
-
-  private put(key: string, encode: () => Uint8Array): Promise<unknown> {
-    const { storage, stats, log } = this.deps;
-    return this.background(
-      key,
-      (async () => {
-        try {
-          await storage.put(key, encode());
-        } catch (e) {
-          stats.writeError();
-          log.warn(`cache write of ${key} to ${storage.location} failed: ${(e as Error).message}`);
-        }
-      })(),
     );
   }
 
@@ -462,7 +406,7 @@ export class CompileService {
 
   private storeOutputs(job: Job, key: string, result: Captured, data: Uint8Array[]): void {
     const { parsed, norm } = job;
-    this.put(key, () =>
+    this.entries.put(key, () =>
       encodeResult({
         outputs: parsed.outputs.map((o, i) => ({ kind: o.kind, data: o.kind === "dep" ? norm.depFile(data[i]!) : data[i]! })),
         stdout: result.stdout,
@@ -485,7 +429,7 @@ export class CompileService {
       }
       await this.addVariant(plan.key, outcome.variant);
     })().catch((e) => this.deps.log.warn(`recording a manifest for ${job.parsed.source}: ${(e as Error).message}`));
-    this.background(plan.key, work);
+    this.entries.background(plan.key, work);
   }
 
   /**
@@ -493,16 +437,11 @@ export class CompileService {
    * each on top of the last, so concurrent compiles of one source do not drop each other's.
    */
   private addVariant(key: string, variant: ManifestVariant): Promise<void> {
-    const update = (this.manifestUpdates.get(key) ?? Promise.resolve()).then(async () => {
-      const current = await this.getManifest(key, false);
-      await this.put(key, () => encodeManifest(withVariant(current, variant)));
-    });
-    const settled = update.catch(() => {});
-    this.manifestUpdates.set(key, settled);
-    void settled.then(() => {
-      if (this.manifestUpdates.get(key) === settled) this.manifestUpdates.delete(key);
-    });
-    return update;
+    return this.entries.update(
+      key,
+      () => this.getManifest(key, false),
+      (current) => encodeManifest(withVariant(current, variant)),
+    );
   }
 
   /**
@@ -540,7 +479,7 @@ export class CompileService {
       this.storeOutputs(job, key, result, data);
       await this.addVariant(plan.key, { ...outcome.variant, result: key });
     })().catch((e) => this.deps.log.warn(`depend mode for ${parsed.source}: ${(e as Error).message}`));
-    this.background(plan.key, work);
+    this.entries.background(plan.key, work);
     return { kind: "done", ...result };
   }
 

@@ -34,8 +34,8 @@ import { RustcIdentities } from "../compilers/rust/identity.ts";
 import { rustManifestKey, rustResultKey } from "../compilers/rust/key.ts";
 import { runCaptured, type Captured } from "../compilers/process.ts";
 import type { NotCacheableReason } from "../compilers/types.ts";
-import { CorruptEntry } from "../storage/entry.ts";
 import type { CompileReply, CompileServiceDeps } from "./compile.ts";
+import type { EntryStore } from "./entry-store.ts";
 import type { FileDigests } from "./file-digests.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
 
@@ -72,10 +72,6 @@ function staticLibraryFile(name: string, dirs: string[], cwd: string, digests: F
 
 export class RustCompileService {
   private readonly identities: RustcIdentities;
-  /** Writes still under way, by key (a read of that key waits for its write). */
-  private readonly pending = new Map<string, Promise<unknown>>();
-  /** The last update of each manifest under way. */
-  private readonly manifestUpdates = new Map<string, Promise<void>>();
   private tempFiles = 0;
   /** rustc paths whose identity has been asked for (see `handle`). */
   private readonly warmed = new Set<string>();
@@ -83,6 +79,7 @@ export class RustCompileService {
   constructor(
     private readonly deps: CompileServiceDeps,
     private readonly digests: FileDigests,
+    private readonly store: EntryStore,
   ) {
     this.identities = new RustcIdentities(digests);
   }
@@ -205,7 +202,7 @@ export class RustCompileService {
 
   private async tryHit(job: RustJob, key: string): Promise<CompileReply | undefined> {
     const { call, norm, outDir } = job;
-    const entry = await this.decode(key, decodeRustResult);
+    const entry = await this.store.decode(key, decodeRustResult);
     if (!entry) return undefined;
     const files: { path: string; data: Uint8Array }[] = [];
     for (const out of entry.outputs) {
@@ -297,7 +294,7 @@ export class RustCompileService {
         return [name, value === undefined ? null : norm.arg(value)];
       });
       const key = rustResultKey(job.manifestKey, files, env);
-      await this.put(key, () =>
+      await this.store.put(key, () =>
         encodeRustResult({
           outputs: names.map((name, i) => ({ name, data: name.endsWith(".d") ? norm.depFile(data[i]!) : data[i]! })),
           stdout: result.stdout,
@@ -307,67 +304,20 @@ export class RustCompileService {
       await this.addVariant(job.manifestKey, { result: key, files, env });
       this.deps.log.debug(`stored ${key} crate ${parsed.crateName}`);
     })().catch((e) => this.deps.log.warn(`recording crate ${parsed.crateName}: ${(e as Error).message}`));
-    this.background(job.manifestKey, work);
-  }
-
-  private async decode<T>(key: string, decode: (blob: Uint8Array) => T, waitForWrite = true): Promise<T | undefined> {
-    const { storage, stats, log } = this.deps;
-    const writing = waitForWrite ? this.pending.get(key) : undefined;
-    if (writing) await writing;
-    let blob: Uint8Array | undefined;
-    try {
-      blob = await storage.get(key);
-    } catch (e) {
-      stats.readError();
-      log.warn(`cache read of ${key} from ${storage.location} failed: ${(e as Error).message}`);
-      return undefined;
-    }
-    if (!blob) return undefined;
-    try {
-      return decode(blob);
-    } catch (e) {
-      if (!(e instanceof CorruptEntry)) throw e;
-      stats.readError();
-      log.warn(`corrupt cache entry ${key} in ${storage.location} (${e.message}); removed`);
-      await storage.remove(key).catch(() => {});
-      return undefined;
-    }
+    this.store.background(job.manifestKey, work);
   }
 
   private getManifest(key: string, waitForWrite = true): Promise<RustManifest | undefined> {
-    return this.decode(key, decodeRustManifest, waitForWrite);
-  }
-
-  private background(key: string, work: Promise<unknown>): void {
-    this.pending.set(key, work);
-    void work.finally(() => {
-      if (this.pending.get(key) === work) this.pending.delete(key);
-    });
-    this.deps.track(work);
-  }
-
-  private async put(key: string, encode: () => Uint8Array): Promise<void> {
-    const { storage, stats, log } = this.deps;
-    try {
-      await storage.put(key, encode());
-    } catch (e) {
-      stats.writeError();
-      log.warn(`cache write of ${key} to ${storage.location} failed: ${(e as Error).message}`);
-    }
+    return this.store.decode(key, decodeRustManifest, waitForWrite);
   }
 
   /** One update per manifest at a time, each on top of the last. */
   private addVariant(key: string, variant: RustVariant): Promise<void> {
-    const update = (this.manifestUpdates.get(key) ?? Promise.resolve()).then(async () => {
-      const current = await this.getManifest(key, false);
-      await this.put(key, () => encodeRustManifest(withRustVariant(current, variant)));
-    });
-    const settled = update.catch(() => {});
-    this.manifestUpdates.set(key, settled);
-    void settled.then(() => {
-      if (this.manifestUpdates.get(key) === settled) this.manifestUpdates.delete(key);
-    });
-    return update;
+    return this.store.update(
+      key,
+      () => this.getManifest(key, false),
+      (current) => encodeRustManifest(withRustVariant(current, variant)),
+    );
   }
 }
 
