@@ -69,6 +69,16 @@ describe("config errors name the file, the key and the fix", () => {
     const u = run([KILN_DIST, "server"]);
     expect([u.exitCode, u.stderr]).toEqual([2, expect.stringContaining("kiln-dist server needs --config FILE")]);
   });
+
+  test("a misspelt option is refused, not ignored; --help after a command prints the usage", () => {
+    const r = run([KILN_DIST, "all-in-one", "--lisen", "127.0.0.1:1"], { timeoutMs: 20_000 });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain("kiln-dist all-in-one does not take '--lisen' (it takes --listen,");
+    const v = run([KILN_DIST, "scheduler", "--config"]);
+    expect([v.exitCode, v.stderr]).toEqual([2, expect.stringContaining("--config needs a value")]);
+    const h = run([KILN_DIST, "all-in-one", "--help"], { timeoutMs: 20_000 });
+    expect([h.exitCode, h.stdout]).toEqual([0, expect.stringContaining("kiln-dist all-in-one [--listen HOST:PORT]")]);
+  });
 });
 
 describe("the build server refuses to start without a working sandbox", () => {

@@ -122,9 +122,38 @@ async function allInOne(args: string[], env: Record<string, string | undefined>)
   await http.stop(true);
 }
 
+/** The options each command takes, each followed by a value (`--name V` or `--name=V`). */
+const OPTIONS: Record<string, readonly string[]> = {
+  scheduler: ["--config"],
+  server: ["--config"],
+  "all-in-one": ["--listen", "--cache-dir", "--build-dir", "--cores", "--bwrap", "--client-token", "--server-token"],
+};
+
+/** Refuses what a command does not take, so a misspelt option is not silently ignored. */
+function checkOptions(command: string, args: readonly string[]): void {
+  const known = OPTIONS[command]!;
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i]!.split("=")[0]!;
+    if (!known.includes(name)) {
+      throw new UsageError(`kiln-dist ${command} does not take '${args[i]}' (it takes ${known.join(", ")})`);
+    }
+    if (!args[i]!.includes("=")) {
+      if (args[i + 1] === undefined) throw new UsageError(`${name} needs a value`);
+      i++;
+    }
+  }
+}
+
 async function main(args: string[], env: Record<string, string | undefined>): Promise<number> {
   const command = args[0];
   try {
+    if (command !== undefined && command in OPTIONS) {
+      if (args.includes("-h") || args.includes("--help")) {
+        process.stdout.write(USAGE);
+        return 0;
+      }
+      checkOptions(command, args.slice(1));
+    }
     switch (command) {
       case "scheduler":
         await scheduler(args.slice(1), env);
