@@ -178,11 +178,8 @@ export async function runCompile(argv: string[], env: Record<string, string | un
     }
   }
   if (startWarning) await writeAll(2, new TextEncoder().encode(`kiln: warning: ${startWarning}; compiling without the cache\n`));
-  if (streamed.length > 0) {
-    // The daemon went away while its compiler ran: run it here, without repeating what it showed.
-    const { runDirect } = await import("./run-direct.ts");
-    return runDirect(argv, env, streamed.flatMap((chunk) => new TextDecoder().decode(chunk).split(/(?<=\n)/)));
-  }
+  // If the daemon went away while its compiler ran, run it here without repeating what it showed.
+  const shown = streamed.length > 0 ? streamed.flatMap((chunk) => new TextDecoder().decode(chunk).split(/(?<=\n)/)) : undefined;
   const { runDirect } = await import("./run-direct.ts");
-  return runDirect(argv, env);
+  return runDirect(argv, env, shown);
 }

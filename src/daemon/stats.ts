@@ -202,6 +202,16 @@ function formatBytes(n: number | null): string {
   return i === 0 ? `${v} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
+/** One `kiln -s` row: the label, then the value right-aligned. */
+function row(label: string, value: string | number): string {
+  return `${label.padEnd(36)}${String(value).padStart(12)}`;
+}
+
+/** A count table's entries, largest first (then by name, so the order is stable). */
+function byCount(counts: Record<string, number>): [string, number][] {
+  return Object.entries(counts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+}
+
 function seconds(totalMs: number, count: number): string {
   return `${(count > 0 ? totalMs / count / 1000 : 0).toFixed(3)} s`;
 }
@@ -228,11 +238,11 @@ export function formatStats(j: StatsJson): string {
     ["Average cache miss", seconds(s.miss_time_ms, s.cache_misses_total)],
     ["Average compiler", seconds(s.compiler_time_ms, s.compiler_runs)],
   ];
-  const lines = rows.map(([k, v]) => `${k.padEnd(36)}${String(v).padStart(12)}`);
-  const reasons = Object.entries(s.not_cacheable).sort((a, b) => b[1] - a[1]);
+  const lines = rows.map(([k, v]) => row(k, v));
+  const reasons = byCount(s.not_cacheable);
   if (reasons.length > 0) {
     lines.push("", "Non-cacheable reasons:");
-    for (const [r, n] of reasons) lines.push(`${r.padEnd(36)}${String(n).padStart(12)}`);
+    for (const [r, n] of reasons) lines.push(row(r, n));
   }
   lines.push(...formatDist(s));
   lines.push(
@@ -248,20 +258,18 @@ export function formatStats(j: StatsJson): string {
 
 /** The distributed-compilation rows; none when nothing was distributed or tried. */
 function formatDist(s: StatsJson["stats"]): string[] {
-  const row = (k: string, v: string | number) => `${k.padEnd(36)}${String(v).padStart(12)}`;
-  const sorted = (m: Record<string, number>) => Object.entries(m).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   const remote = Object.values(s.dist_compiles).reduce((a, b) => a + b, 0);
   const fallbacks = Object.values(s.dist_fallbacks).reduce((a, b) => a + b, 0);
   const skipped = Object.values(s.dist_skipped).reduce((a, b) => a + b, 0);
   if (remote + fallbacks + skipped === 0) return [];
   const lines = ["", row("Distributed compiles", remote)];
-  for (const [server, n] of sorted(s.dist_compiles)) lines.push(row(`  ${server}`, n));
+  for (const [server, n] of byCount(s.dist_compiles)) lines.push(row(`  ${server}`, n));
   lines.push(row("Average distributed compile", seconds(s.dist_time_ms, remote)));
   lines.push(row("Distributed fallbacks to local", fallbacks));
-  for (const [reason, n] of sorted(s.dist_fallbacks)) lines.push(row(`  ${reason}`, n));
+  for (const [reason, n] of byCount(s.dist_fallbacks)) lines.push(row(`  ${reason}`, n));
   if (skipped > 0) {
     lines.push(row("Not distributed", skipped));
-    for (const [reason, n] of sorted(s.dist_skipped)) lines.push(row(`  ${reason}`, n));
+    for (const [reason, n] of byCount(s.dist_skipped)) lines.push(row(`  ${reason}`, n));
   }
   return lines;
 }
@@ -282,7 +290,7 @@ export function formatLevels(levels: readonly LevelStatsJson[]): string[] {
       ["average read", ms(l.read_time_ms, l.reads)], ["average write", ms(l.write_time_ms, l.writes)],
       ["backfills", l.backfills], ["oversized (not written)", l.oversized], ["skipped (breaker open)", l.skipped],
     ];
-    for (const [k, v] of rows) lines.push(`     ${k.padEnd(31)}${String(v).padStart(12)}`);
+    for (const [k, v] of rows) lines.push(row(`     ${k}`, v));
   }
   return lines;
 }
