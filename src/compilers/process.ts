@@ -45,23 +45,12 @@ async function readInLines(stream: ReadableStream<Uint8Array>, onLines: (lines: 
     chunks.push(chunk);
     const end = chunk.lastIndexOf(NEWLINE);
     if (end < 0) {
-      tail = concat([tail, chunk]);
+      tail = Buffer.concat([tail, chunk]);
       continue;
     }
-    onLines(concat([tail, chunk.subarray(0, end + 1)]));
+    onLines(Buffer.concat([tail, chunk.subarray(0, end + 1)]));
     tail = chunk.slice(end + 1);
   }
   if (tail.length > 0) onLines(tail);
-  return concat(chunks);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return Buffer.concat(chunks);
 }

@@ -33,6 +33,10 @@ export interface NotCacheable {
   detail?: string;
 }
 
+export function notCacheable(reason: NotCacheableReason, detail?: string): NotCacheable {
+  return detail === undefined ? { cacheable: false, reason } : { cacheable: false, reason, detail };
+}
+
 export type OutputKind = "object" | "dep" | "dwo" | "gcno" | "su" | "ci";
 
 export interface OutputFile {

@@ -26,6 +26,7 @@ import type { Logger } from "./log.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
 import { RustCompileService } from "./rust-compile.ts";
 import type { Stats } from "./stats.ts";
+import { truthy } from "../util/env.ts";
 
 export type CompileReply =
   | { kind: "done"; exitCode: number; stdout: Uint8Array; stderr: Uint8Array }
@@ -34,11 +35,6 @@ export type CompileReply =
 
 /** Stored (compressed) bytes of parsed manifests kept in memory; parsed, about ten times that. */
 const MANIFEST_CACHE_BYTES = 2 * 1024 * 1024;
-
-/** Per-call switches (KILN_RECACHE, KILN_NO_CACHE): set and not 0/false/no/off. */
-function truthy(value: string | undefined): boolean {
-  return value !== undefined && value !== "" && !/^(0|false|no|off)$/i.test(value);
-}
 
 export interface CompileOptions {
   directMode: boolean;

@@ -38,6 +38,8 @@ import type { CompileReply, CompileServiceDeps } from "./compile.ts";
 import type { EntryStore } from "./entry-store.ts";
 import type { FileDigests } from "./file-digests.ts";
 import { absolute, outputsAreRegular, readOutputs, writeOutputs } from "./outputs.ts";
+import { truthy } from "../util/env.ts";
+import { CLOCK_SLACK_MS } from "../compilers/c-family/direct.ts";
 
 /** Everything one cacheable rustc call carries from step to step. */
 interface RustJob {
@@ -50,11 +52,6 @@ interface RustJob {
   norm: PathNormalizer;
   manifestKey: string;
   started: number;
-}
-
-/** Per-call switches (KILN_RECACHE, KILN_NO_CACHE): set and not 0/false/no/off. */
-function truthy(value: string | undefined): boolean {
-  return value !== undefined && value !== "" && !/^(0|false|no|off)$/i.test(value);
 }
 
 function basename(path: string): string {
@@ -277,13 +274,15 @@ export class RustCompileService {
   /** After the reply: digests the sources dep-info named, stores the result, adds the variant. */
   private record(job: RustJob, result: Captured, names: string[], data: Uint8Array[], depText: string, startedAtMs: number): void {
     const { call, norm, parsed } = job;
+    // File times come from the kernel's coarse clock, which can trail Date.now() by a tick.
+    const since = startedAtMs - CLOCK_SLACK_MS;
     const work = (async () => {
       const dep = parseDepInfo(depText);
       const files: [string, string][] = [];
       for (const path of dep.files) {
         const d = this.digests.file(absolute(call.cwd, path));
         // A source changed while rustc read it: what the outputs hold is unknown.
-        if (!d || d.mtimeMs >= startedAtMs || d.ctimeMs >= startedAtMs) {
+        if (!d || d.mtimeMs >= since || d.ctimeMs >= since) {
           this.deps.log.debug(`not caching crate ${parsed.crateName}: ${path} ${d ? "changed during the compile" : "is gone"}`);
           return;
         }

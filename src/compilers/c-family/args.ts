@@ -17,14 +17,7 @@
 
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import type {
-  CFamilyCompile,
-  Language,
-  NotCacheable,
-  NotCacheableReason,
-  OutputFile,
-  ParsedCall,
-} from "../types.ts";
+import { notCacheable, type CFamilyCompile, type Language, type OutputFile, type ParsedCall } from "../types.ts";
 
 export interface ParseContext {
   /** The caller's working directory (for @file and relative paths). */
@@ -334,9 +327,6 @@ export function runsPreprocessor(language: Language): boolean {
   return PREPROCESSED.has(language);
 }
 
-function notCacheable(reason: NotCacheableReason, detail?: string): NotCacheable {
-  return detail === undefined ? { cacheable: false, reason } : { cacheable: false, reason, detail };
-}
 
 // ---------------------------------------------------------------------------------------
 // Response files

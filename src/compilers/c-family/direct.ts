@@ -92,7 +92,7 @@ export function findVariant(m: Manifest, ctx: DirectContext): ManifestVariant | 
  * File times come from the kernel's coarse clock, which can trail Date.now() by a tick:
  * anything stamped this close to the compile's start counts as changed during it.
  */
-const CLOCK_SLACK_MS = 20;
+export const CLOCK_SLACK_MS = 20;
 
 export type RecordOutcome = { variant: ManifestVariant } | { skipped: string };
 

@@ -2,7 +2,7 @@
 // the outputs need from them. Anything not understood runs rustc unchanged.
 
 import { readFileSync } from "node:fs";
-import type { NotCacheable, NotCacheableReason } from "../types.ts";
+import { notCacheable, type NotCacheable, type NotCacheableReason } from "../types.ts";
 
 /** Crate types whose output is an archive rustc writes itself (no linker run). */
 const CACHEABLE_CRATE_TYPES = new Set(["lib", "rlib", "staticlib"]);
@@ -91,9 +91,6 @@ export interface RustCompile {
 
 export type ParsedRustCall = RustCompile | NotCacheable;
 
-function notCacheable(reason: NotCacheable["reason"], detail?: string): NotCacheable {
-  return detail === undefined ? { cacheable: false, reason } : { cacheable: false, reason, detail };
-}
 
 /** rustc's `@file`: one argument per line. Undefined when a file cannot be read. */
 function expandResponseFiles(args: readonly string[], cwd: string): string[] | undefined {
