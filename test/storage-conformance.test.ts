@@ -167,6 +167,38 @@ for (const backend of BACKENDS) {
 }
 
 describe("redis details", () => {
+  test("a corrupt entry is removed from the levels it was read through, not from the others", async () => {
+    const redis = await startRedis();
+    try {
+      const local = new Map<string, Uint8Array>();
+      const disk: CacheStorage = {
+        location: "memory",
+        get: async (k) => local.get(k),
+        put: async (k, b) => void local.set(k, b),
+        remove: async (k) => void local.delete(k),
+      };
+      const log = new Logger(`${scratch()}/log`, "debug");
+      const tiers = new TieredStorage(disk, [levelSpec(levelFrom(redis.env), redis.env)], { log, track: () => {} });
+      // Found on local disk (say, corrupt there): the shared copy stays.
+      const a = key(20);
+      await tiers.put(a, bytes(100, 20));
+      await Bun.sleep(100); // the shared write runs in the background
+      expect(await tiers.get(a)).toBeDefined();
+      await tiers.remove(a);
+      await Bun.sleep(100);
+      expect(local.has(a)).toBe(false);
+      expect(same(await tiers.get(a), bytes(100, 20))).toBe(true); // from redis
+      // Found in redis (and copied to disk): both copies go.
+      await tiers.remove(a);
+      await Bun.sleep(100);
+      expect(local.has(a)).toBe(false);
+      expect(await tiers.get(a)).toBeUndefined();
+      await tiers.close();
+    } finally {
+      redis.kill();
+    }
+  }, 60_000);
+
   test("the breaker closes again once the server is back (one trial call after the pause)", async () => {
     const redis = await startRedis();
     const port = redis.port;

@@ -531,7 +531,7 @@ function remoteSettings(): Setting[] {
     remoteSetting("redis", "endpoint", "endpoint", stringKind),
     remoteSetting("redis", "url", "endpoint", stringKind, false), // sccache's older name
     remoteSetting("redis", "username", "username", stringKind),
-    remoteSetting("redis", "password", "password", stringKind),
+    remoteSetting("redis", "password", "password", secretKind),
     remoteSetting("redis", "db", "db", wholeNumberKind),
     remoteSetting("redis", "expiration", "expiration", wholeNumberKind),
     remoteSetting("redis", "ttl", "expiration", wholeNumberKind, false), // sccache's older name
@@ -545,13 +545,13 @@ function remoteSettings(): Setting[] {
     remoteSetting("memcached", "endpoint", "endpoint", stringKind),
     remoteSetting("memcached", "url", "endpoint", stringKind, false), // sccache's older name
     remoteSetting("memcached", "username", "username", stringKind),
-    remoteSetting("memcached", "password", "password", stringKind),
+    remoteSetting("memcached", "password", "password", secretKind),
     remoteSetting("memcached", "expiration", "expiration", wholeNumberKind),
     remoteSetting("memcached", "item_size", "itemSize", sizeKind),
     remoteSetting("webdav", "endpoint", "endpoint", stringKind),
     remoteSetting("webdav", "username", "username", stringKind),
-    remoteSetting("webdav", "password", "password", stringKind),
-    remoteSetting("webdav", "token", "token", stringKind),
+    remoteSetting("webdav", "password", "password", secretKind),
+    remoteSetting("webdav", "token", "token", secretKind),
     remoteSetting("webdav", "layout", "layout", layoutKind),
   );
   return list;

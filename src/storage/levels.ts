@@ -56,7 +56,8 @@ export function levelSpec(level: RemoteLevel, env: Env): LevelSpec {
     location: locationOf(level),
     readOnly: level.readOnly,
     maxEntrySize: level.maxEntrySize,
-    timeoutMs: level.connectTimeoutMs + level.timeoutMs,
+    // Timers fire at once beyond 2^31 - 1 ms: a huge setting means "very long", not "none".
+    timeoutMs: Math.min(level.connectTimeoutMs + level.timeoutMs, 2 ** 31 - 1),
     open: () => openBackend(level, env),
   };
 }

@@ -176,6 +176,12 @@ export interface TieredDeps {
 export class TieredStorage implements CacheStorage {
   readonly location: string;
   private readonly levels: Level[];
+  /**
+   * Keys recently served by a shared level: that level and its backfills. An entry found
+   * corrupt is removed from the levels it came through, not from the others, whose copies
+   * may be sound (a teammate's good entry is not dropped for a bad local disk).
+   */
+  private readonly served = new Map<string, { level: number; backfill: Promise<unknown> }>();
 
   /** `disk` is level 0; `remotes` follow in lookup order. */
   constructor(disk: CacheStorage, remotes: readonly LevelSpec[], private readonly deps: TieredDeps) {
@@ -201,7 +207,10 @@ export class TieredStorage implements CacheStorage {
         continue;
       }
       level.stats.hits += 1;
-      if (i > 0) this.backfill(key, got.value, i);
+      if (i > 0) {
+        if (this.served.size >= 10_000) this.served.clear();
+        this.served.set(key, { level: i, backfill: this.backfill(key, got.value, i) });
+      }
       return got.value;
     }
     if (diskError !== undefined) throw diskError;
@@ -209,15 +218,17 @@ export class TieredStorage implements CacheStorage {
   }
 
   /** Copies a blob found at level `found` into the faster levels, in the background. */
-  private backfill(key: string, blob: Uint8Array, found: number): void {
+  private backfill(key: string, blob: Uint8Array, found: number): Promise<unknown> {
+    const writes: Promise<unknown>[] = [];
     for (const level of this.levels.slice(0, found)) {
       if (!this.fits(level, blob)) continue;
-      this.deps.track(
-        level.call("write", (s) => s.put(key, blob)).then((r) => {
-          if (r.ok) level.stats.backfills += 1;
-        }),
-      );
+      const write = level.call("write", (s) => s.put(key, blob)).then((r) => {
+        if (r.ok) level.stats.backfills += 1;
+      });
+      this.deps.track(write);
+      writes.push(write);
     }
+    return Promise.all(writes);
   }
 
   private fits(level: Level, blob: Uint8Array): boolean {
@@ -237,8 +248,13 @@ export class TieredStorage implements CacheStorage {
     if (!written.ok) throw written.error;
   }
 
+  /** Removes a corrupt entry from the levels it was read through (see `served`). */
   async remove(key: string): Promise<void> {
-    for (const level of this.levels.slice(1)) {
+    const served = this.served.get(key);
+    this.served.delete(key);
+    // The backfill of the bad blob must land before it is removed, or it would come back.
+    await served?.backfill;
+    for (const level of this.levels.slice(1, (served?.level ?? 0) + 1)) {
       if (level.writable) this.deps.track(level.call("write", (s) => s.remove(key)));
     }
     const removed = await this.levels[0]!.call("write", (s) => s.remove(key));
