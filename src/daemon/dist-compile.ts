@@ -9,6 +9,7 @@ import type { Flavor } from "../compilers/identity.ts";
 import type { CFamilyCompile, Language } from "../compilers/types.ts";
 import { DistFailure, type SchedulerClient } from "../dist/client.ts";
 import { DIST_PROTOCOL_VERSION, LIMITS, type JobRequest } from "../dist/protocol.ts";
+import { toolchainId } from "../dist/toolchain.ts";
 import type { Logger } from "./log.ts";
 import { writeOutputs } from "./outputs.ts";
 import type { Stats } from "./stats.ts";
@@ -221,8 +222,8 @@ export class DistCompiler {
     const metaPath = `${dir}/${identity}.json`;
     try {
       const meta = JSON.parse(readFileSync(metaPath, "utf8")) as { id: string; compiler: string };
-      const archive = readFileSync(path);
-      if (new Bun.CryptoHasher("sha256").update(archive).digest("hex") === meta.id) return { id: meta.id, path, compiler: meta.compiler };
+      // Read asynchronously: the daemon serves hits meanwhile.
+      if (toolchainId(await Bun.file(path).bytes()) === meta.id) return { id: meta.id, path, compiler: meta.compiler };
       this.deps.log.warn(`dist: toolchain package ${path} does not match its id; packaging ${compiler} again`);
     } catch {}
     const started = performance.now();

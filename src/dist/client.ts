@@ -133,7 +133,8 @@ export class SchedulerClient {
     init: { body?: Uint8Array | Blob; headers?: Record<string, string> },
     timeoutMs: number,
   ): Promise<Response> {
-    if (performance.now() - this.lastAnswer > PROBE_AFTER_MS) await this.probe();
+    // Never heard from (0), or not for a while: a bare connect first, bounded by connect_timeout.
+    if (this.lastAnswer === 0 || performance.now() - this.lastAnswer > PROBE_AFTER_MS) await this.probe();
     const headers: Record<string, string> = { ...init.headers };
     if (this.options.token !== undefined) headers.authorization = `Bearer ${this.options.token}`;
     let res: Response;
@@ -247,10 +248,20 @@ async function bodyWithin(res: Response, limit: number, timeoutMs: number): Prom
   const reader = res.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const timer = setTimeout(() => void reader.cancel().catch(() => {}), timeoutMs);
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    void reader.cancel().catch(() => {});
+  }, timeoutMs);
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      let next: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        next = await reader.read();
+      } catch (e) {
+        throw networkFailure(e, res.url, timeoutMs); // a reset or a timeout in mid-body
+      }
+      const { done, value } = next;
       if (done) break;
       size += value.length;
       if (size > limit) {
@@ -262,12 +273,7 @@ async function bodyWithin(res: Response, limit: number, timeoutMs: number): Prom
   } finally {
     clearTimeout(timer);
   }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  // A cancelled reader reports "done": what arrived is cut short, not an answer.
+  if (expired) throw new DistFailure("timeout", `the answer of ${res.url} took longer than ${timeoutMs} ms`);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
 }

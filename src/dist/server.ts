@@ -225,10 +225,11 @@ export class BuildServer {
       throw new JobFailure(`toolchain ${request.toolchain.slice(0, 12)}: ${e instanceof Error ? e.message : String(e)}`);
     });
     const t1 = performance.now();
-    const buildDir = mkdtempSync(join(this.jobsDir, "job-"));
+    let buildDir: string | undefined;
     let t2 = t1;
     let t3 = t1;
     try {
+      buildDir = mkdtempSync(join(this.jobsDir, "job-"));
       const cwdError = cwdProblem(request.cwd, toolchain.dir);
       if (cwdError) throw new JobFailure(`bad job request: ${cwdError}`);
       writeInputs(buildDir, request.inputs, payload);
@@ -276,7 +277,7 @@ export class BuildServer {
       return { result, files };
     } finally {
       toolchain.release();
-      rmSync(buildDir, { recursive: true, force: true });
+      if (buildDir) rmSync(buildDir, { recursive: true, force: true });
       const ms = (a: number, b: number): string => (b - a).toFixed(1);
       this.options.log.debug(
         `job ${request.argv[0]}: toolchain ${ms(t0, t1)} ms, inputs ${ms(t1, t2)} ms, sandbox ${ms(t2, t3)} ms, outputs and cleanup ${ms(t3, performance.now())} ms`,
