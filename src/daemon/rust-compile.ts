@@ -136,7 +136,9 @@ export class RustCompileService {
       log.warn(`cannot key ${call.argv.join(" ")}: ${(e as Error).message}`);
       return notCacheable("unknown compiler", rustc);
     }
-    if (!outputsAreRegular(job.outDir, impliedOutputs(parsed, extraFilename(parsed)))) {
+    const extra = extraFilename(parsed);
+    const linkNames = parsed.emit.includes("link") ? (linkOutputNames(parsed, extra) ?? []) : [];
+    if (!outputsAreRegular(job.outDir, [...linkNames, ...impliedOutputs(parsed, extra)])) {
       return notCacheable("unsupported rustc option", "output is not a regular file");
     }
 
