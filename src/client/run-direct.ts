@@ -28,7 +28,7 @@ type Stdio = "inherit" | "ignore" | "pipe" | number;
  * (`--jobserver-auth=R,W` in MAKEFLAGS or CARGO_MAKEFLAGS): rustc and gcc -flto=jobserver
  * warn and lose the build's job limit without them. Other descriptors stay closed.
  */
-export function compilerStdio(env: Record<string, string | undefined>): Stdio[] {
+function compilerStdio(env: Record<string, string | undefined>): Stdio[] {
   const stdio: Stdio[] = ["inherit", "inherit", "inherit"];
   for (const flags of [env.CARGO_MAKEFLAGS, env.MAKEFLAGS]) {
     const m = flags && /--jobserver-(?:auth|fds)=(\d+),(\d+)/.exec(flags);

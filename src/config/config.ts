@@ -52,7 +52,7 @@ export interface KilnConfig {
   configFile: string | undefined;
 }
 
-export const REMOTE_BACKENDS = ["redis", "memcached", "webdav", "s3"] as const;
+const REMOTE_BACKENDS = ["redis", "memcached", "webdav", "s3"] as const;
 export type RemoteBackend = (typeof REMOTE_BACKENDS)[number];
 
 /** Keys every remote level has. */

@@ -280,7 +280,7 @@ function hitRate(hits: number, misses: number): string {
 }
 
 /** The per-level table, shown when there are shared levels besides local disk. */
-export function formatLevels(levels: readonly LevelStatsJson[]): string[] {
+function formatLevels(levels: readonly LevelStatsJson[]): string[] {
   const ms = (total: number, n: number) => (n > 0 ? `${(total / n).toFixed(2)} ms` : "-");
   const lines = ["Cache levels:"];
   for (const [i, l] of levels.entries()) {

@@ -33,7 +33,6 @@ export class DistFailure extends Error {
     readonly reason: FailureReason,
     /** The detail for the log: the scheduler's text, the network error. Never a token. */
     readonly detail: string,
-    readonly status?: number,
   ) {
     super(`${reason}: ${detail}`);
     this.name = "DistFailure";
@@ -202,7 +201,7 @@ export function decodeResult(frame: Uint8Array, wanted: readonly string[]): Remo
 }
 
 /** Classifies a non-success answer by its status; the text body says why. */
-export async function failureOf(res: Response): Promise<DistFailure> {
+async function failureOf(res: Response): Promise<DistFailure> {
   let text = "";
   try {
     text = new TextDecoder().decode(await bodyWithin(res, 4096, 2_000)).trim();
@@ -211,25 +210,25 @@ export async function failureOf(res: Response): Promise<DistFailure> {
   switch (res.status) {
     case 401:
     case 403:
-      return new DistFailure("scheduler rejected the client token (401)", detail, res.status);
+      return new DistFailure("scheduler rejected the client token (401)", detail);
     case 503:
-      return new DistFailure("no capacity (503)", detail, res.status);
+      return new DistFailure("no capacity (503)", detail);
     case 502:
       // The scheduler's text says what the server reported.
-      if (/timed out after/i.test(text)) return new DistFailure("timeout", detail, res.status);
+      if (/timed out after/i.test(text)) return new DistFailure("timeout", detail);
       if (/did not write it|symlink|not a regular file|not a directory|outputs? exceed|allowed for outputs|bad result/i.test(text)) {
-        return new DistFailure("bad outputs", detail, res.status);
+        return new DistFailure("bad outputs", detail);
       }
-      return new DistFailure(/sandbox|bwrap|bubblewrap|namespace/i.test(text) ? "sandbox error" : "build server failed (502)", detail, res.status);
+      return new DistFailure(/sandbox|bwrap|bubblewrap|namespace/i.test(text) ? "sandbox error" : "build server failed (502)", detail);
     case 504:
-      return new DistFailure("timeout", detail, res.status);
+      return new DistFailure("timeout", detail);
     case 413:
-      return new DistFailure("job too large (413)", detail, res.status);
+      return new DistFailure("job too large (413)", detail);
     case 404:
     case 412:
-      return new DistFailure("toolchain unknown to the scheduler", detail, res.status);
+      return new DistFailure("toolchain unknown to the scheduler", detail);
     default:
-      return new DistFailure(res.status >= 400 && res.status < 500 ? "scheduler rejected the request" : "scheduler error", detail, res.status);
+      return new DistFailure(res.status >= 400 && res.status < 500 ? "scheduler rejected the request" : "scheduler error", detail);
   }
 }
 

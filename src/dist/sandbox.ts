@@ -80,7 +80,7 @@ const ISOLATION = [
   "--clearenv",
 ];
 
-export function bwrapArgs(run: Omit<SandboxRun, "timeoutMs" | "maxOutputBytes">): string[] {
+function bwrapArgs(run: Omit<SandboxRun, "timeoutMs" | "maxOutputBytes">): string[] {
   const args = [run.bwrap, ...ISOLATION];
   for (const [key, value] of Object.entries(run.env)) args.push("--setenv", key, value);
   for (const entry of topLevel(run.toolchainDir)) {

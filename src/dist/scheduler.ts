@@ -75,7 +75,7 @@ class ToolchainStore {
   }
 }
 
-export const DEFAULT_SCHEDULER_TOOLCHAIN_BYTES = 4 * 1024 ** 3;
+const DEFAULT_SCHEDULER_TOOLCHAIN_BYTES = 4 * 1024 ** 3;
 
 interface Connection {
   serverId: string | undefined;
@@ -99,7 +99,6 @@ const HELLO_TIMEOUT_MS = 10_000;
 export class Scheduler {
   private readonly state: SchedulerState;
   private readonly sockets = new Map<string, Socket>();
-  private readonly names = new Map<string, string>();
   private readonly jobs = new Map<string, PendingJob>();
   private readonly toolchains: ToolchainStore;
   private readonly sweep: ReturnType<typeof setInterval>;
@@ -220,7 +219,7 @@ export class Scheduler {
     }
     const socket = this.sockets.get(serverId);
     const jobId = String(this.nextJob++);
-    const name = this.names.get(serverId) ?? serverId;
+    const name = socket?.data.name ?? serverId;
     return new Promise<Response>((resolve) => {
       let settled = false;
       const timer = setTimeout(() => {
@@ -294,7 +293,6 @@ export class Scheduler {
       ws.data.serverId = serverId;
       ws.data.name = message.name;
       this.sockets.set(serverId, ws);
-      this.names.set(serverId, message.name);
       this.state.addServer(
         { id: serverId, name: message.name, cores: message.cores, capacity: message.capacity, toolchains: message.toolchains },
         Date.now(),
@@ -349,10 +347,9 @@ export class Scheduler {
   }
 
   private dropServer(id: string, why: string): void {
-    const name = this.names.get(id) ?? id;
     const socket = this.sockets.get(id);
+    const name = socket?.data.name ?? id;
     this.sockets.delete(id);
-    this.names.delete(id);
     this.state.removeServer(id);
     for (const job of [...this.jobs.values()]) {
       if (job.serverId === id) job.settle(text(502, `build server ${name} vanished mid-job: ${why}`));

@@ -352,7 +352,7 @@ function writeInputs(buildDir: string, inputs: readonly FileRef[], payload: Uint
  * directories (no symlinks) inside the build directory. The sandbox's processes are gone by
  * now (its PID namespace died with it), so nothing can swap a path between check and read.
  */
-export function readOutput(buildDir: string, path: string, maxBytes: number): Uint8Array {
+function readOutput(buildDir: string, path: string, maxBytes: number): Uint8Array {
   const where = `output ${JSON.stringify(path)}`;
   const parts = path.split("/");
   for (let i = 1; i <= parts.length; i++) {

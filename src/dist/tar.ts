@@ -26,7 +26,7 @@ export interface TarLimits {
   entries: number;
 }
 
-export const DEFAULT_TAR_LIMITS: TarLimits = {
+const DEFAULT_TAR_LIMITS: TarLimits = {
   unpackedBytes: 4 * 1024 * 1024 * 1024 - 1,
   entries: 100_000,
 };
@@ -130,7 +130,7 @@ const decompress = promisify(zstdDecompress);
  * Decompresses with a bound on the output, so a small bomb cannot exhaust memory. Off the
  * main thread: a build server keeps heartbeating while it unpacks a toolchain.
  */
-export async function decompressArchive(archive: Uint8Array, limits: TarLimits = DEFAULT_TAR_LIMITS): Promise<Uint8Array> {
+async function decompressArchive(archive: Uint8Array, limits: TarLimits = DEFAULT_TAR_LIMITS): Promise<Uint8Array> {
   try {
     return await decompress(archive, { maxOutputLength: limits.unpackedBytes });
   } catch (e) {

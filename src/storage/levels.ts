@@ -9,7 +9,7 @@ import type { CacheStorage } from "./types.ts";
 export type Env = Record<string, string | undefined>;
 
 /** An endpoint URL without user, password or query (which may hold a token). */
-export function redactUrl(raw: string): string {
+function redactUrl(raw: string): string {
   try {
     const url = new URL(raw);
     url.username = "";

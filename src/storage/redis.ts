@@ -104,7 +104,7 @@ function credentials(cfg: RedisLevel): { username: string | undefined; password:
 }
 
 /** The URL Bun's client takes: credentials and db from config, `unix://` as `redis+unix://`. */
-export function redisUrl(cfg: RedisLevel): string {
+function redisUrl(cfg: RedisLevel): string {
   const unix = /^(?:unix|redis\+unix):\/\/(\/.*)$/.exec(cfg.endpoint);
   if (unix) {
     if (cfg.password !== undefined || cfg.username !== undefined) {

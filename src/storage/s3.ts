@@ -50,7 +50,7 @@ function profileCredentials(file: string, profile: string): Credentials | undefi
   };
 }
 
-export function findCredentials(cfg: S3Level, env: Env): Credentials | undefined {
+function findCredentials(cfg: S3Level, env: Env): Credentials | undefined {
   if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
     return {
       accessKeyId: env.AWS_ACCESS_KEY_ID,

@@ -131,7 +131,7 @@ function lengthDelimited(field: number, bytes: Uint8Array | number[]): number[] 
   return [...varint((field << 3) | 2), ...varint(bytes.length), ...bytes];
 }
 
-export function actionResult(hash: string, size: number): Uint8Array {
+function actionResult(hash: string, size: number): Uint8Array {
   const utf8 = new TextEncoder();
   const digest = [...lengthDelimited(1, utf8.encode(hash)), ...varint((2 << 3) | 0), ...varint(size)];
   const outputFile = [...lengthDelimited(1, utf8.encode(BAZEL_OUTPUT)), ...lengthDelimited(2, digest)];
@@ -169,7 +169,7 @@ function* fields(bytes: Uint8Array): Generator<{ field: number; type: number; va
 }
 
 /** The digest of the ActionResult's first output file, or undefined if it has none. */
-export function outputDigest(message: Uint8Array): { hash: string; size: number } | undefined {
+function outputDigest(message: Uint8Array): { hash: string; size: number } | undefined {
   try {
     for (const f of fields(message)) {
       if (f.field !== 2 || f.type !== 2) continue;
