@@ -53,7 +53,8 @@ function list(dir: string): string[] {
 
 /** rustup installs its proxies as links to itself. */
 function isRustupProxy(path: string): boolean {
-  return /^rustup(-init)?$/.test(realpath(path).slice(realpath(path).lastIndexOf("/") + 1));
+  const real = realpath(path);
+  return /^rustup(-init)?$/.test(real.slice(real.lastIndexOf("/") + 1));
 }
 
 /** The compiler's libraries: all of a rustup sysroot's lib/, the rustc ones of a system one. */
