@@ -1,9 +1,18 @@
 // Entry point of `kiln-dist`: the distributed-compilation scheduler, the build server, and
 // both in one process (all-in-one).
 
-import { availableParallelism, hostname, tmpdir } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { join } from "node:path";
-import { loadSchedulerConfig, loadServerConfig, parseAddr, DEFAULT_HEARTBEAT_MS, DEFAULT_PORT } from "../dist/config.ts";
+import {
+  DEFAULT_BWRAP,
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_PORT,
+  DEFAULT_TOOLCHAIN_CACHE_SIZE,
+  defaultServerCacheDir,
+  loadSchedulerConfig,
+  loadServerConfig,
+  parseAddr,
+} from "../dist/config.ts";
 import { stderrLog, type DistLog } from "../dist/log.ts";
 import { Scheduler, serveScheduler } from "../dist/scheduler.ts";
 import { BuildServer } from "../dist/server.ts";
@@ -83,7 +92,7 @@ async function allInOne(args: string[], env: Record<string, string | undefined>)
   const listen = parseAddr(option(args, "--listen") ?? `127.0.0.1:${DEFAULT_PORT}`, "--listen");
   const clientToken = option(args, "--client-token") ?? randomToken();
   const serverToken = option(args, "--server-token") ?? randomToken();
-  const cacheDir = option(args, "--cache-dir") ?? join(env.XDG_CACHE_HOME || join(env.HOME || tmpdir(), ".cache"), "kiln-dist");
+  const cacheDir = option(args, "--cache-dir") ?? defaultServerCacheDir(env);
   const cores = Number(option(args, "--cores") ?? availableParallelism());
   if (!Number.isInteger(cores) || cores < 1) throw new UsageError("--cores must be a whole number of at least 1");
   const schedulerLog: DistLog = stderrLog("scheduler", level);
@@ -99,9 +108,9 @@ async function allInOne(args: string[], env: Record<string, string | undefined>)
       cores,
       capacity: cores + 1,
       cacheDir,
-      toolchainCacheSize: 10 * 1024 ** 3,
+      toolchainCacheSize: DEFAULT_TOOLCHAIN_CACHE_SIZE,
       buildDir: option(args, "--build-dir") ?? join(cacheDir, "build"),
-      bwrap: option(args, "--bwrap") ?? "/usr/bin/bwrap",
+      bwrap: option(args, "--bwrap") ?? DEFAULT_BWRAP,
       log: stderrLog("server", level),
     });
   } catch (e) {

@@ -42,6 +42,13 @@ export interface Loaded<T> {
 }
 
 const GiB = 1024 ** 3;
+
+/** A build server's defaults, the same for server.toml and `kiln-dist all-in-one`. */
+export const DEFAULT_TOOLCHAIN_CACHE_SIZE = 10 * GiB;
+export const DEFAULT_BWRAP = "/usr/bin/bwrap";
+export function defaultServerCacheDir(env: Record<string, string | undefined>): string {
+  return join(env.XDG_CACHE_HOME || join(env.HOME || homedir(), ".cache"), "kiln-dist");
+}
 export const DEFAULT_PORT = 10600;
 export const DEFAULT_HEARTBEAT_MS = 5000;
 
@@ -225,8 +232,7 @@ export function loadServerConfig(file: string, env: Record<string, string | unde
   if (builderType !== undefined) r.notes.push(`${file}: [builder] type = "overlay": kiln-dist always runs jobs in bubblewrap; noted`);
   r.explain("public_addr", "a kiln-dist server needs no public address (it connects out to the scheduler)");
   r.explain("bind_address", "a kiln-dist server listens on no port (it connects out to the scheduler)");
-  const home = env.HOME || homedir();
-  const cacheDir = r.path("cache_dir") ?? join(env.XDG_CACHE_HOME || join(home, ".cache"), "kiln-dist");
+  const cacheDir = r.path("cache_dir") ?? defaultServerCacheDir(env);
   const cores = r.int("cores", 1, 65_536) ?? availableParallelism();
   const config: ServerConfig = {
     schedulerUrl: schedulerUrl.replace(/\/$/, ""),
@@ -235,9 +241,9 @@ export function loadServerConfig(file: string, env: Record<string, string | unde
     cores,
     capacity: r.int("capacity", 1, 1_000_000) ?? cores + 1,
     cacheDir,
-    toolchainCacheSize: r.size("toolchain_cache_size") ?? 10 * GiB,
+    toolchainCacheSize: r.size("toolchain_cache_size") ?? DEFAULT_TOOLCHAIN_CACHE_SIZE,
     buildDir: r.path("build_dir") ?? r.path("builder.build_dir") ?? join(cacheDir, "build"),
-    bwrap: r.path("bwrap_path") ?? r.path("builder.bwrap_path") ?? "/usr/bin/bwrap",
+    bwrap: r.path("bwrap_path") ?? r.path("builder.bwrap_path") ?? DEFAULT_BWRAP,
   };
   r.rejectUnknown("scheduler_url, cache_dir, toolchain_cache_size, build_dir, bwrap_path, name, cores, capacity, [builder] and [scheduler_auth]");
   return { config, notes: r.notes };
