@@ -102,7 +102,7 @@ class Level {
         this.stats.writes += 1;
         this.stats.write_time_ms += ms;
       }
-      if (this.failures >= FAILURES_TO_OPEN) this.log.warn(`${this.spec.location} answers again; using it`);
+      if (this.breaker && this.failures >= FAILURES_TO_OPEN) this.log.warn(`${this.spec.location} answers again; using it`);
       this.failures = 0;
       this.openUntil = 0;
       this.stats.breaker = "closed";
@@ -145,7 +145,8 @@ class Level {
     if (error instanceof RemoteAuthError) {
       if (!this.authReported) this.log.warn(`${error.message}${error.hint ? `; ${error.hint}` : ""}`);
       this.authReported = true;
-    } else if (this.failures === 1) {
+    } else if (this.failures === 1 && this.breaker) {
+      // Local disk errors are thrown on and logged by the caller: said once, not twice.
       this.log.warn(`cache ${kind} at ${this.spec.location} failed: ${message}`);
     } else {
       this.log.debug(`cache ${kind} at ${this.spec.location} failed: ${message}`);
